@@ -1,0 +1,34 @@
+"""Look at examples: ``python -m rlntp.data parity --d 6 --p-cot 0.5 --n 8 --seed 0``."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from rlntp.data.parity import ParityTask, format_example, sample_batch
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m rlntp.data", description=__doc__)
+    sub = ap.add_subparsers(dest="dataset", required=True)
+    par = sub.add_parser("parity", help="the parity mixture D(p_cot), one example per line")
+    par.add_argument("--d", type=int, default=6, help="number of input bits (>= 2)")
+    par.add_argument("--p-cot", type=float, default=0.5, help="fraction of long demonstrations")
+    par.add_argument("--n", type=int, default=8, help="number of examples")
+    par.add_argument("--seed", type=int, default=0)
+    par.add_argument("--chain-step", type=int, default=1, help="leap-k chain: every k-th parity")
+    args = ap.parse_args(argv)
+    try:
+        task = ParityTask(args.d, args.p_cot, args.chain_step)
+    except ValueError as e:
+        ap.error(str(e))
+    if args.n < 1:
+        ap.error(f"--n {args.n}: need at least 1 example")
+    batch = sample_batch(task, args.n, torch.Generator().manual_seed(args.seed))
+    for row in batch.tokens:
+        print(format_example(row, task.d))
+
+
+if __name__ == "__main__":
+    main()

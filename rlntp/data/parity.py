@@ -1,0 +1,109 @@
+"""The parity mixture D(p_cot): rare long chain-of-thought demonstrations, mostly short answers.
+
+A prompt is d uniform random bits x_1..x_d. The response is, with probability p_cot, the
+*long* chain of prefix parities y_i = x_1 xor ... xor x_i (every ``chain_step``-th one, always
+ending with y_d), and with probability 1 - p_cot the *short* answer y_d alone. Either way it ends
+with EOS, and the last token before EOS is the parity. Nothing marks long from short before the
+first response token. Worked example, d = 5, x = 1 0 1 1 0 (parity 1)::
+
+    long   (chain_step=1):  1 0 1 1 0 | 1 1 0 1 1 <eos>
+    long   (chain_step=2):  1 0 1 1 0 | 1 1 1 <eos>        (y_2, y_4, then y_5)
+    short:                  1 0 1 1 0 | 1 <eos>
+
+Token layout of a batch (vocabulary {0, 1, EOS=2}; T = d + chain_len + 1)::
+
+    position   0 .. d-1 | d .. d+L-1 | d+L | d+L+1 .. T-1
+    token      x_1..x_d | response   | EOS | EOS padding (masked)
+
+``target_mask[:, t]`` says whether the model is trained to predict ``tokens[:, t + 1]``: only
+response tokens and the first EOS count (the prompt and the padding are masked).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+EOS = 2
+VOCAB_SIZE = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class ParityTask:
+    """d-bit parity with long-demonstration fraction ``p_cot`` and a leap-``chain_step`` chain."""
+
+    d: int
+    p_cot: float
+    chain_step: int = 1
+
+    def __post_init__(self) -> None:
+        if self.d < 2:
+            raise ValueError(f"d={self.d}: need d >= 2")
+        if not 0.0 <= self.p_cot <= 1.0:
+            raise ValueError(f"p_cot={self.p_cot}: need 0 <= p_cot <= 1")
+        if not 1 <= self.chain_step <= self.d:
+            raise ValueError(f"chain_step={self.chain_step}: need 1 <= chain_step <= d")
+
+    @property
+    def chain_positions(self) -> list[int]:
+        """0-based prefix indices in the long response: every chain_step-th, always the last."""
+        pos = list(range(self.chain_step - 1, self.d, self.chain_step))
+        return pos if pos[-1] == self.d - 1 else [*pos, self.d - 1]
+
+    @property
+    def chain_len(self) -> int:
+        """Length of a long response (tokens before EOS); d for the plain chain."""
+        return len(self.chain_positions)
+
+    @property
+    def seq_len(self) -> int:
+        return self.d + self.chain_len + 1
+
+
+def prefix_parities(x: torch.Tensor) -> torch.Tensor:
+    """Running parities y_i = x_1 xor ... xor x_i of 0/1 bits ``x`` (shape (..., d))."""
+    return torch.cumsum(x, dim=-1) % 2
+
+
+def sample_prompts(task: ParityTask, n: int, generator: torch.Generator,
+                   device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` fresh prompts (n, d) and their parities (n,), as int64 on ``device``."""
+    x = torch.randint(0, 2, (n, task.d), generator=generator)
+    return x.to(device), (x.sum(-1) % 2).to(device)
+
+
+@dataclasses.dataclass
+class ParityBatch:
+    tokens: torch.Tensor       # (B, T) int64
+    target_mask: torch.Tensor  # (B, T-1) bool: which next-token targets tokens[:, 1:] count
+    is_long: torch.Tensor      # (B,) bool
+    parity: torch.Tensor       # (B,) int64
+
+
+def sample_batch(task: ParityTask, batch_size: int, generator: torch.Generator,
+                 device: str | torch.device = "cpu") -> ParityBatch:
+    """A fresh batch from D(p_cot), built on the CPU generator (reproducible), moved to device."""
+    x, parity = sample_prompts(task, batch_size, generator)
+    is_long = torch.rand(batch_size, generator=generator) < task.p_cot
+    chain = prefix_parities(x)[:, task.chain_positions]                   # (B, L)
+    L = task.chain_len
+    short = torch.full((batch_size, L), EOS, dtype=torch.long)
+    short[:, 0] = parity
+    response = torch.where(is_long[:, None], chain, short)
+    tokens = torch.cat([x, response, torch.full((batch_size, 1), EOS, dtype=torch.long)], dim=1)
+    resp_len = torch.where(is_long, L, 1)                                  # tokens before EOS
+    t = torch.arange(task.seq_len - 1)
+    # target t predicts token t+1: response positions d..d+len (the EOS included)
+    target_mask = (t[None, :] >= task.d - 1) & (t[None, :] < task.d + resp_len[:, None])
+    return ParityBatch(tokens.to(device), target_mask.to(device), is_long.to(device),
+                       parity.to(device))
+
+
+def format_example(tokens: torch.Tensor, d: int) -> str:
+    """``1 0 1 1 0 | 1 1 0 1 1 <eos>`` for one sequence (padding after the first EOS dropped)."""
+    toks = tokens.tolist()
+    resp = toks[d:]
+    resp = resp[: resp.index(EOS) + 1] if EOS in resp else resp
+    show = {0: "0", 1: "1", EOS: "<eos>"}
+    return " ".join(show[t] for t in toks[:d]) + " | " + " ".join(show[t] for t in resp)

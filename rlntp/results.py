@@ -1,0 +1,126 @@
+"""What a run writes to ``out_dir``: tidy metrics, the resolved config, cached sub-runs.
+
+Everything is written atomically (to a temporary file in the same folder, then renamed), so an
+interrupted run never leaves a half-written file behind, and :func:`cached` lets a notebook
+skip every sub-run (one seed, one p_cot, ...) that already finished.
+
+``metrics.csv`` is in tidy long form, one row per measurement, with the columns
+:data:`METRIC_COLUMNS` (empty where a column does not apply).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+METRIC_COLUMNS = (
+    "experiment", "phase", "method", "reward", "temperature", "p_cot", "d", "seed",
+    "branch_step", "step", "sequences_seen", "metric", "value",
+)
+PHASES = ("pretrain", "sft", "rl")
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode())
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def metric_rows(metrics: dict[str, float], **keys: Any) -> list[dict[str, Any]]:
+    """One tidy row per metric, sharing the identifying ``keys`` (columns of METRIC_COLUMNS)."""
+    unknown = set(keys) - set(METRIC_COLUMNS)
+    if unknown:
+        raise KeyError(f"not metric columns: {sorted(unknown)}; allowed: {METRIC_COLUMNS}")
+    if keys.get("phase") not in (None, *PHASES):
+        raise ValueError(f"phase={keys['phase']!r}; allowed: {PHASES}")
+    return [{**keys, "metric": name, "value": float(v)} for name, v in metrics.items()]
+
+
+def write_metrics(rows: Iterable[dict[str, Any]], path: str | Path) -> Path:
+    """Write tidy rows as CSV with exactly the METRIC_COLUMNS, in that order."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, restval="", extrasaction="raise")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    return atomic_write_text(path, buf.getvalue())
+
+
+def source_hash() -> str:
+    """Hash of the rlntp sources: results cached under another code version are not reused."""
+    h = hashlib.sha1()
+    for p in sorted(PACKAGE_DIR.rglob("*.py")):
+        h.update(p.relative_to(PACKAGE_DIR).as_posix().encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PACKAGE_DIR, capture_output=True,
+                             text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def write_run_info(cfg: Any, out_dir: str | Path, wall_time_s: float, **extra: Any) -> Path:
+    """Write ``config.json``: resolved config, versions, device and wall time."""
+    from rlntp import __version__
+
+    info = {
+        "config": cfg.to_dict(),
+        "config_class": type(cfg).__name__,
+        "rlntp_version": __version__,
+        "source_hash": source_hash(),
+        "git_commit": git_commit(),
+        "torch_version": torch.__version__,
+        "device": cfg.torch_device,
+        "wall_time_s": round(wall_time_s, 2),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **extra,
+    }
+    return atomic_write_text(Path(out_dir) / "config.json", json.dumps(info, indent=2) + "\n")
+
+
+def cached(path: str | Path, compute: Callable[[], Any]) -> Any:
+    """Return the object saved at ``path``, or compute it, save it atomically and return it."""
+    path = Path(path)
+    if path.exists():
+        return torch.load(path, weights_only=False)
+    result = compute()
+    atomic_torch_save(result, path)
+    return result
