@@ -1,0 +1,1 @@
+"""Experiments: one module per chapter, each with its config dataclass and driver."""

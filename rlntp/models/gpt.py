@@ -1,0 +1,139 @@
+"""A small GPT-2-style decoder (after nanoGPT): pre-LayerNorm blocks, learned positions,
+``scaled_dot_product_attention``, and KV-cache generation (greedy or at any temperature).
+
+>>> model = GPT(GPTConfig(vocab_size=3, block_size=33, n_layer=2, n_head=2, n_embd=64))
+>>> out = generate(model, prompts, max_new_tokens=17, temperature=1.0, eos=2)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+KVCache = list[tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclasses.dataclass(frozen=True)
+class GPTConfig:
+    vocab_size: int
+    block_size: int  # longest sequence (prompt + response)
+    n_layer: int = 2
+    n_head: int = 2
+    n_embd: int = 64
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.n_head, self.dropout = cfg.n_head, cfg.dropout
+        self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd)
+        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd)
+
+    def forward(self, x: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
+        if cache is not None:  # decoding: the new queries attend to everything cached
+            k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
+        y = F.scaled_dot_product_attention(
+            q, k, v, is_causal=cache is None and T > 1,
+            dropout_p=self.dropout if self.training else 0.0,
+        )
+        return self.proj(y.transpose(1, 2).reshape(B, T, C)), (k, v)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(cfg.n_embd), nn.LayerNorm(cfg.n_embd)
+        self.attn = SelfAttention(cfg)
+        self.mlp = nn.Sequential(nn.Linear(cfg.n_embd, 4 * cfg.n_embd), nn.GELU(),
+                                 nn.Linear(4 * cfg.n_embd, cfg.n_embd), nn.Dropout(cfg.dropout))
+
+    def forward(self, x: torch.Tensor, cache=None):
+        a, cache = self.attn(self.ln1(x), cache)
+        x = x + a
+        return x + self.mlp(self.ln2(x)), cache
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.pos_emb = nn.Embedding(cfg.block_size, cfg.n_embd)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.n_embd)
+        self.head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        self.apply(self._init)
+        for name, p in self.named_parameters():  # GPT-2's scaled init of residual projections
+            if name.endswith(("proj.weight", "mlp.2.weight")):
+                nn.init.normal_(p, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+    @property
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, idx: torch.Tensor, cache: KVCache | None = None
+                ) -> tuple[torch.Tensor, KVCache]:
+        """Logits (B, T, vocab) for tokens ``idx`` (B, T) following the ``cache``d prefix."""
+        start = 0 if cache is None else cache[0][0].shape[2]
+        if start + idx.shape[1] > self.cfg.block_size:
+            raise ValueError(f"sequence of {start + idx.shape[1]} > block_size {self.cfg.block_size}")
+        pos = torch.arange(start, start + idx.shape[1], device=idx.device)
+        x = self.tok_emb(idx) + self.pos_emb(pos)
+        new_cache = []
+        for i, block in enumerate(self.blocks):
+            x, c = block(x, None if cache is None else cache[i])
+            new_cache.append(c)
+        return self.head(self.ln_f(x)), new_cache
+
+
+@torch.no_grad()
+def generate(model: GPT, prompts: torch.Tensor, max_new_tokens: int, temperature: float,
+             eos: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Continue equal-length ``prompts`` (B, P) until EOS or ``max_new_tokens``.
+
+    ``temperature == 0`` is greedy decoding. Returns the responses (B, max_new_tokens), filled
+    with ``eos`` after the first EOS, and the response lengths (B,) = tokens before the first
+    EOS (``max_new_tokens`` when none was produced).
+    """
+    was_training = model.training
+    model.eval()
+    B = prompts.shape[0]
+    out = torch.full((B, max_new_tokens), eos, dtype=torch.long, device=prompts.device)
+    done = torch.zeros(B, dtype=torch.bool, device=prompts.device)
+    logits, cache = model(prompts)
+    for t in range(max_new_tokens):
+        last = logits[:, -1, :].float()
+        if temperature == 0:
+            nxt = last.argmax(-1)
+        else:
+            probs = torch.softmax(last / temperature, dim=-1)
+            nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        nxt = torch.where(done, eos, nxt)
+        out[:, t] = nxt
+        done |= nxt == eos
+        if bool(done.all()) or t == max_new_tokens - 1:
+            break
+        logits, cache = model(nxt[:, None], cache)
+    model.train(was_training)
+    is_eos = out == eos
+    lengths = torch.where(is_eos.any(1), is_eos.float().argmax(1), max_new_tokens)
+    return out, lengths

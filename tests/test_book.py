@@ -1,0 +1,80 @@
+"""End to end: every chapter at the smoke preset through papermill, then the HTML book."""
+
+import csv
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import papermill as pm
+import pytest
+
+from rlntp.book import build_book, chapters, run_notebook
+from rlntp.results import METRIC_COLUMNS
+
+REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def smoke_book(tmp_path_factory):
+    root = tmp_path_factory.mktemp("smoke")
+    book_dir = root / "book"
+    shutil.copytree(REPO / "book", book_dir,
+                    ignore=shutil.ignore_patterns("_build", "*.ipynb", ".*.stamp"))
+    index = build_book("smoke", book_dir, root / "runs")
+    return book_dir, root / "runs" / "smoke", index
+
+
+def test_book_has_intro_and_every_chapter_with_its_figures(smoke_book):
+    book_dir, runs, index = smoke_book
+    assert index.exists() and "reproducible study" in index.read_text()
+    names = chapters(book_dir)
+    assert "01_parity_pretraining" in names
+    for name in names:
+        page = book_dir / "_build" / "html" / "chapters" / f"{name}.html"
+        assert page.exists(), name
+        html = page.read_text()
+        figures = sorted((runs / name).glob("*.png"))
+        assert figures, f"{name} saved no figure"
+        assert len(re.findall(r"<img ", html)) >= len(figures), f"{name}: figures missing from page"
+        assert "Traceback" not in html
+
+
+def test_every_chapter_writes_tidy_metrics_and_its_config(smoke_book):
+    book_dir, runs, _ = smoke_book
+    for name in chapters(book_dir):
+        with open(runs / name / "metrics.csv") as f:
+            reader = csv.DictReader(f)
+            assert tuple(reader.fieldnames) == METRIC_COLUMNS, name
+            rows = list(reader)
+        assert rows, name
+        assert all(r["phase"] in ("pretrain", "sft", "rl") for r in rows), name
+        info = json.loads((runs / name / "config.json").read_text())
+        assert info["config"]["preset"] == "smoke" and info["wall_time_s"] > 0
+
+
+def test_unchanged_chapter_is_skipped(smoke_book):
+    book_dir, runs, _ = smoke_book
+    name = chapters(book_dir)[0]
+    assert run_notebook(name, "smoke", book_dir, runs.parent) == "skipped"
+
+
+@pytest.mark.parametrize(("params", "needle"), [({"d": 1}, "d=1"), ({"preset": "huge"}, "preset='huge'"),
+                                                ({"p_cot_values": [0.2, 2.0]}, "p_cot_values")])
+def test_bad_papermill_parameter_fails_with_a_clear_message(tmp_path, params, needle):
+    with pytest.raises(pm.PapermillExecutionError) as err:
+        pm.execute_notebook(str(REPO / "notebooks" / "01_parity_pretraining.ipynb"),
+                            str(tmp_path / "out.ipynb"),
+                            parameters={"preset": "smoke", "out_dir": str(tmp_path), **params},
+                            kernel_name="python3", progress_bar=False, cwd=str(REPO))
+    assert err.value.ename == "ConfigError"
+    assert needle in err.value.evalue
+
+
+def test_runner_rejects_an_unknown_chapter(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "rlntp.book", "--preset", "smoke", "--only", "nope",
+                          "--runs-dir", str(tmp_path)], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode != 0 and "nope" in out.stderr

@@ -1,0 +1,58 @@
+import dataclasses
+
+import pytest
+
+from rlntp.config import ConfigError, resolve
+from rlntp.experiments.parity_pretrain import ParityPretrainConfig
+
+
+def test_cpu_preset_is_the_field_defaults():
+    cfg = resolve(ParityPretrainConfig)
+    assert cfg == ParityPretrainConfig()
+    assert cfg.preset == "cpu"
+
+
+def test_none_keeps_the_preset_value_and_lists_become_tuples():
+    cfg = resolve(ParityPretrainConfig, preset="smoke", d=None, p_cot_values=[0.2, 0.4], seeds=3)
+    assert cfg.d == ParityPretrainConfig.PRESETS["smoke"]["d"]
+    assert cfg.p_cot_values == (0.2, 0.4)
+    assert cfg.seeds == (3,)
+    assert dataclasses.is_dataclass(cfg)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.d = 3  # type: ignore[misc]
+
+
+def test_int_accepted_for_float_field():
+    assert resolve(ParityPretrainConfig, lr=1).lr == 1.0
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"preset": "huge"}, "preset='huge'"),
+        ({"d": 1}, "d=1"),
+        ({"d": "16"}, "d='16' has the wrong type"),
+        ({"d": True}, "wrong type"),
+        ({"p_cot_values": [0.1, 1.5]}, "p_cot_values"),
+        ({"n_head": 3}, "n_head=3"),
+        ({"device": "tpu"}, "device='tpu'"),
+        ({"seeds": [1, 1]}, "distinct"),
+        ({"dd": 3}, "unknown parameter 'dd'"),
+    ],
+)
+def test_bad_parameters_name_the_parameter(params, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        resolve(ParityPretrainConfig, **params)
+
+
+def test_key_ignores_output_location_but_not_results():
+    a = resolve(ParityPretrainConfig, out_dir="/tmp/a")
+    b = resolve(ParityPretrainConfig, out_dir="/tmp/b", workers=1)
+    c = resolve(ParityPretrainConfig, lr=2e-3)
+    assert a.key() == b.key() != c.key()
+
+
+def test_describe_lists_every_field():
+    text = resolve(ParityPretrainConfig, preset="smoke").describe()
+    for f in dataclasses.fields(ParityPretrainConfig):
+        assert f.name in text
