@@ -9,6 +9,7 @@ same numbers as an uninterrupted run.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,14 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float = 0.1
                               {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95))
 
 
+def lr_factor(step: int, iters: int, warmup: int, min_frac: float) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay from 1 to ``min_frac`` at ``iters``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, iters - warmup))
+    return min_frac + (1 - min_frac) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
 def checkpoint_path(run_dir: str | Path, step: int) -> Path:
     return Path(run_dir) / f"ckpt_{step:06d}.pt"
 
@@ -44,18 +53,19 @@ def checkpoint_path(run_dir: str | Path, step: int) -> Path:
 def train_ntp(model: torch.nn.Module, sample: Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor]],
               *, iters: int, lr: float, seed: int, run_dir: str | Path,
               evaluate: Callable[[torch.nn.Module, int], dict[str, float]],
-              eval_every: int, ckpt_every: int, warmup: int = 100, desc: str = "pretrain",
-              ) -> list[tuple[int, dict[str, float]]]:
+              eval_every: int, ckpt_every: int, warmup: int = 100, min_lr_frac: float = 0.1,
+              desc: str = "pretrain") -> list[tuple[int, dict[str, float]]]:
     """Train ``model`` for ``iters`` steps; return ``[(step, metrics), ...]`` (step 0 included).
 
     ``sample(g)`` returns ``(tokens, target_mask)`` drawn with generator ``g``; ``evaluate(model,
     step)`` returns metrics. The learning rate warms up linearly for ``warmup`` steps, then
-    stays constant (online training on fresh data).
+    follows a cosine down to ``min_lr_frac * lr`` at ``iters`` (the low final rate makes the
+    model's length probabilities settle, which greedy decoding near the threshold is sensitive to).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     opt = make_optimizer(model, lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(warmup, 1)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, iters, warmup, min_lr_frac))
     gen = torch.Generator().manual_seed(seed)
     history: list[tuple[int, dict[str, float]]] = []
     start = 0

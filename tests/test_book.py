@@ -11,7 +11,7 @@ from pathlib import Path
 import papermill as pm
 import pytest
 
-from rlntp.book import build_book, chapters, run_notebook
+from rlntp.book import NotebookFailed, build_book, chapters, run_notebook
 from rlntp.results import METRIC_COLUMNS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -60,6 +60,16 @@ def test_unchanged_chapter_is_skipped(smoke_book):
     book_dir, runs, _ = smoke_book
     name = chapters(book_dir)[0]
     assert run_notebook(name, "smoke", book_dir, runs.parent) == "skipped"
+
+
+def test_failed_notebook_stops_with_its_error_and_keeps_earlier_results(smoke_book):
+    book_dir, runs, _ = smoke_book
+    executed = book_dir / "chapters" / "01_parity_pretraining.ipynb"
+    before = executed.read_bytes()
+    with pytest.raises(NotebookFailed, match="ConfigError: parameter d=1"):
+        run_notebook("01_parity_pretraining", "smoke", book_dir, runs.parent, params={"d": 1})
+    assert executed.read_bytes() == before
+    assert (runs / "01_parity_pretraining" / "failed.ipynb").exists()
 
 
 @pytest.mark.parametrize(("params", "needle"), [({"d": 1}, "d=1"), ({"preset": "huge"}, "preset='huge'"),

@@ -1,10 +1,11 @@
 import math
 
+import pytest
 import torch
 
 from rlntp.data.parity import VOCAB_SIZE, ParityTask, sample_batch
 from rlntp.models.gpt import GPT, GPTConfig
-from rlntp.train import checkpoint_path, ntp_loss, train_ntp
+from rlntp.train import checkpoint_path, lr_factor, ntp_loss, train_ntp
 
 
 def small_model(task: ParityTask) -> GPT:
@@ -28,7 +29,11 @@ def test_ntp_loss_matches_a_direct_formula():
     assert math.isclose(loss.item(), total / count, rel_tol=1e-5)
 
 
-def _train(tmp_path, iters):
+class Interrupt(Exception):
+    pass
+
+
+def _train(tmp_path, iters, stop_at=None):
     task = ParityTask(5, 0.5)
     model = small_model(task)
 
@@ -37,6 +42,8 @@ def _train(tmp_path, iters):
         return b.tokens, b.target_mask
 
     def evaluate(m, step):
+        if step == stop_at:
+            raise Interrupt
         return {"w": sum(p.sum().item() for p in m.parameters())}
 
     return model, train_ntp(model, sample, iters=iters, lr=1e-2, seed=0, run_dir=tmp_path,
@@ -56,6 +63,15 @@ def test_parameters_change_and_checkpoints_are_written(tmp_path):
 
 def test_resume_reproduces_an_uninterrupted_run(tmp_path):
     _, straight = _train(tmp_path / "a", 8)
-    _train(tmp_path / "b", 4)  # "interrupted" after its step-4 checkpoint
+    with pytest.raises(Interrupt):  # killed at step 6, after the step-4 checkpoint
+        _train(tmp_path / "b", 8, stop_at=6)
     _, resumed = _train(tmp_path / "b", 8)
     assert resumed == straight
+
+
+def test_lr_schedule_warms_up_then_decays_to_the_floor():
+    assert lr_factor(0, 100, 10, 0.1) == 0.1
+    assert lr_factor(9, 100, 10, 0.1) == 1.0
+    assert lr_factor(10, 100, 10, 0.1) == 1.0
+    assert abs(lr_factor(100, 100, 10, 0.1) - 0.1) < 1e-12
+    assert lr_factor(50, 100, 10, 0.1) > lr_factor(80, 100, 10, 0.1)

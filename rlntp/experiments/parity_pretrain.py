@@ -41,7 +41,7 @@ class ParityPretrainConfig(ExperimentConfig):
     }
 
     d: int = 16                       # input bits
-    p_cot_values: tuple[float, ...] = (0.05, 0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6)
+    p_cot_values: tuple[float, ...] = (0.05, 0.15, 0.25, 0.3, 0.4, 0.6)
     iters: int = 1500                 # pre-training iterations (fresh batch each)
     batch_size: int = 64
     lr: float = 1e-3                  # AdamW, linear warm-up then constant (ours)
@@ -53,7 +53,7 @@ class ParityPretrainConfig(ExperimentConfig):
     ckpt_every: int = 250             # checkpoints kept for RL to branch from
     chain_step: int = 1               # 1 = the plain chain; k = leap-k chain
     leap_step: int = 2                # the chain step of the leap-k side experiment
-    leap_p_cot_values: tuple[float, ...] = (0.2, 0.25)  # p_cot below 1/3 for the leap run
+    leap_p_cot_values: tuple[float, ...] = (0.25,)  # p_cot below 1/3 for the leap run
 
     def validate(self) -> None:
         require(self.d >= 2, "d", self.d, "an integer >= 2")
