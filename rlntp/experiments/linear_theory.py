@@ -1,0 +1,309 @@
+"""Chapter 03: the linear theory (paper Sec. 4, Theorems 1-2), simulated with linear AR models.
+
+Three experiments on :mod:`rlntp.models.linear`, each vectorised over p_cot (one batch of
+models per seed; seeds run in parallel processes):
+
+1. :func:`threshold_rows`: SGD pre-training on a fine p_cot grid: greedy accuracy jumps at 1/3.
+2. :func:`rl_rows`: STaR / REINFORCE after pre-training: the long fraction per round against
+   the STaR recursion p_n = 2 p_{n-1} / (1 + p_{n-1}).
+3. :func:`cost_rows`: pre-training plus RL sequences to reach greedy accuracy >= 0.95 versus d
+   for p_cot = 1/d, 1/d^2 and 2^-d (censored at a budget).
+
+Pre-training (ours): plain SGD on fresh batches, the learning rate decaying linearly to 0, for at
+least ``sgd_steps_per_bit * d`` steps and long enough to see ``long_demos_per_bit * d`` long
+demonstrations in expectation, but at most ``pretrain_budget`` sequences. Every experiment returns
+tidy metric rows (:func:`rlntp.results.metric_rows`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+
+from rlntp.config import ExperimentConfig, require
+from rlntp.models.linear import (
+    Rollouts,
+    generate,
+    init_weights,
+    ntp_loss,
+    sample_mixture,
+    sample_prompts_batch,
+    sgd_step,
+    token_nll,
+)
+from rlntp.parallel import run_jobs
+from rlntp.results import cached, metric_rows, source_hash
+
+RL_METHODS = ("star", "reinforce")
+SCHEDULES = {"1/d": lambda d: 1 / d, "1/d^2": lambda d: 1 / d**2, "2^-d": lambda d: 2.0**-d}
+SUCCESS = 0.95  # greedy accuracy that counts as "learned parity"
+MAX_SAMPLES_PER_ROUND = 2**15  # cap of the RL samples per round
+
+
+@dataclasses.dataclass(frozen=True)
+class LinearTheoryConfig(ExperimentConfig):
+    """Knobs of chapter 03; the defaults are the ``cpu`` preset."""
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "smoke": {"d": 5, "p_cot_values": (0.25, 0.3, 0.35, 0.4), "rl_p_cot_values": (0.1, 0.02),
+                  "d_values": (4, 5), "sgd_steps_per_bit": 5, "long_demos_per_bit": 4,
+                  "batch_size": 64, "pretrain_budget": 2**12, "rl_rounds": 3,
+                  "samples_per_round": 200, "rl_long_per_round": 2, "star_steps": 5,
+                  "eval_size": 100, "seeds": (0,), "workers": 1},
+        "cpu": {},
+        "paper": {"d": 32, "d_values": (4, 8, 16, 32, 48, 64), "pretrain_budget": 2**23,
+                  "eval_size": 2000, "rl_rounds": 30},
+    }
+    CHAPTER: ClassVar[str] = "03_linear_theory"
+
+    d: int = 16  # input bits in experiments 1 and 2
+    p_cot_values: tuple[float, ...] = tuple(round(0.25 + 0.01 * i, 2) for i in range(18))
+    rl_p_cot_values: tuple[float, ...] = (0.2, 0.1, 0.03, 0.01, 0.003)
+    d_values: tuple[int, ...] = (4, 8, 16, 32)  # experiment 3
+    sgd_steps_per_bit: int = 20  # pre-training takes at least this many SGD steps per input bit
+    batch_size: int = 256
+    lr: float = 6.0  # pre-training SGD learning rate (decays linearly to 0)
+    long_demos_per_bit: int = 32  # ... and until this many long demos per bit (expected)
+    pretrain_budget: int = 2**20  # ... but at most this many pre-training sequences
+    rl_method: tuple[str, ...] = RL_METHODS  # experiment 3 uses the first
+    rl_rounds: int = 20
+    samples_per_round: int = 3200  # least sequences sampled per RL round (paper: 3,200 for STaR)
+    star_steps: int = 100  # SGD steps of STaR fine-tuning on the kept samples per round
+    star_lr: float = 1.0  # their learning rate (decays linearly to 0 within each round)
+    rl_lr: float = 10.0  # REINFORCE learning rate
+    rl_long_per_round: int = 32  # RL samples per round: enough for this many long ones
+    temperature: float = 1.0  # RL sampling temperature
+    eval_size: int = 1000  # test prompts per model and evaluation
+
+    def validate(self) -> None:
+        require(self.d >= 3, "d", self.d, "an integer >= 3 (for d = 2 the parity is a feature)")
+        require(len(self.d_values) > 0 and min(self.d_values) >= 3, "d_values", self.d_values,
+                "a non-empty list of integers >= 3")
+        for name in ("p_cot_values", "rl_p_cot_values"):
+            v = getattr(self, name)
+            require(len(v) > 0 and all(0 < p < 1 for p in v), name, v,
+                    "a non-empty list of numbers strictly between 0 and 1")
+        require(len(self.rl_method) > 0 and set(self.rl_method) <= set(RL_METHODS),
+                "rl_method", self.rl_method, f"a non-empty list from {RL_METHODS}")
+        for name in ("sgd_steps_per_bit", "batch_size", "long_demos_per_bit", "rl_rounds",
+                     "samples_per_round", "star_steps", "eval_size", "rl_long_per_round"):
+            require(getattr(self, name) >= 1, name, getattr(self, name), "an integer >= 1")
+        for name in ("lr", "star_lr", "rl_lr", "temperature"):
+            require(getattr(self, name) > 0, name, getattr(self, name), "a number > 0")
+        most = self.sgd_steps_per_bit * max(self.d, *self.d_values) * self.batch_size
+        require(self.pretrain_budget >= most, "pretrain_budget", self.pretrain_budget,
+                f"at least sgd_steps_per_bit * max(d, d_values) * batch_size = {most} sequences")
+
+
+def star_prediction(p0: float, rounds: int) -> list[float]:
+    """The STaR recursion p_n = 2 p_{n-1} / (1 + p_{n-1}) for n = 0..rounds."""
+    out = [p0]
+    for _ in range(rounds):
+        out.append(2 * out[-1] / (1 + out[-1]))
+    return out
+
+
+def predicted_rounds(p0: float) -> float:
+    """Rounds until the odds p/(1-p), doubling each round, pass 1/2: log2((1-p)/p) - 1."""
+    return math.log2((1 - p0) / p0) - 1
+
+
+def pretrain_steps(cfg: LinearTheoryConfig, p_cot: float, d: int) -> int:
+    """Pre-training steps: at least sgd_steps_per_bit * d, enough to see long_demos_per_bit * d
+    long demonstrations in expectation, at most the budget."""
+    want = math.ceil(cfg.long_demos_per_bit * d / (p_cot * cfg.batch_size))
+    return min(max(cfg.sgd_steps_per_bit * d, want), cfg.pretrain_budget // cfg.batch_size)
+
+
+def rl_samples_per_round(cfg: LinearTheoryConfig, p_cot: float) -> int:
+    """RL samples per round: enough for ``rl_long_per_round`` long responses from the model
+    pre-trained at p_cot (expected), at least samples_per_round, at most MAX_SAMPLES_PER_ROUND."""
+    want = math.ceil(cfg.rl_long_per_round / p_cot)
+    return min(max(cfg.samples_per_round, want), MAX_SAMPLES_PER_ROUND)
+
+
+@torch.no_grad()
+def evaluate(W: torch.Tensor, d: int, n: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """Per-model test metrics (each (B,)) on n fresh prompts, greedy and at temperature 1."""
+    x = sample_prompts_batch(W.shape[0], n, d, gen)
+    greedy, sample = generate(W, x, 0.0, gen), generate(W, x, 1.0, gen)
+    return {  # float64, so that e.g. 950/1000 >= SUCCESS here and in the saved metrics alike
+        "acc_greedy": greedy.correct.double().mean(1),
+        "acc_sample": sample.correct.double().mean(1),
+        "len_median_greedy": greedy.length.double().median(1).values,
+        "frac_long_sample": (sample.length == d).double().mean(1),
+    }
+
+
+def pretrain(cfg: LinearTheoryConfig, d: int, p_cot: list[float], gen: torch.Generator,
+             n_evals: int = 0) -> tuple[torch.Tensor, list[tuple[int, dict]]]:
+    """SGD on the NTP loss with fresh batches, one model per p_cot value.
+
+    Model b trains for :func:`pretrain_steps` steps (then stays frozen). Returns the weights and
+    ``n_evals`` evenly spaced evaluations ``(step, metrics)``.
+    """
+    p = torch.tensor(p_cot)
+    steps = torch.tensor([pretrain_steps(cfg, q, d) for q in p_cot])
+    total = int(steps.max())
+    eval_at = {round(total * (i + 1) / n_evals) for i in range(n_evals)}
+    W, curve = init_weights(len(p), d), []
+    for step in range(total):
+        active = (steps > step).nonzero()[:, 0]
+        ro = sample_mixture(p[active], cfg.batch_size, d, gen)
+        lr = cfg.lr * (1 - step / steps).clamp(min=0)            # linear decay per model
+        sgd_step(W, ntp_loss(W[active], ro), lr)
+        if step + 1 in eval_at:
+            curve.append((step + 1, evaluate(W, d, cfg.eval_size, gen)))
+    return W.detach(), curve
+
+
+def _rl_update(W: torch.Tensor, method: str, ro: Rollouts, cfg: LinearTheoryConfig,
+               gen: torch.Generator) -> None:
+    """One RL round on sampled rollouts ``ro``: STaR fine-tuning or one REINFORCE step."""
+    reward = ro.correct.float()
+    if method == "reinforce":
+        adv = reward - reward.mean(1, keepdim=True)
+        loss = (adv * token_nll(W, ro).sum(-1)).mean(1)   # -E[adv * log pi(response)]
+        sgd_step(W, loss, cfg.rl_lr)
+        return
+    kept = reward.sum(1).long()                               # STaR: keep the correct ones
+    order = torch.argsort(reward, dim=1, descending=True, stable=True)
+    lr = cfg.star_lr * (kept > 0).float()                     # nothing kept: no update
+    for step in range(cfg.star_steps):
+        j = (torch.rand(len(kept), cfg.batch_size, generator=gen) * kept[:, None].clamp(min=1))
+        batch = ro.select(order.gather(1, j.long()))
+        sgd_step(W, ntp_loss(W, batch), lr * (1 - step / cfg.star_steps))
+
+
+def post_train(W: torch.Tensor, cfg: LinearTheoryConfig, d: int, method: str,
+               gen: torch.Generator, stop_early: bool = False) -> list[dict]:
+    """``rl_rounds`` rounds of RL on copies of the models ``W``; per-round metrics per model.
+
+    Round n reports the model after n updates: greedy test metrics and the long fraction,
+    accuracy and mean reward of its ``samples_per_round`` samples (from which update n+1 learns).
+    With ``stop_early`` it stops once every model is solved (greedy accuracy >= SUCCESS) or stuck
+    (not one correct long sample this round: nothing pushes the long fraction up).
+    """
+    W = W.clone().requires_grad_(True)
+    rounds = []
+    for n in range(cfg.rl_rounds + 1):
+        metrics = evaluate(W, d, cfg.eval_size, gen)
+        x = sample_prompts_batch(W.shape[0], cfg.samples_per_round, d, gen)
+        ro = generate(W.detach(), x, cfg.temperature, gen)
+        metrics["frac_long_sample"] = (ro.length == d).double().mean(1)
+        metrics["reward_mean"] = ro.correct.double().mean(1)
+        rounds.append(metrics)
+        stuck = ~((ro.length == d) & ro.correct).any(1)
+        if n == cfg.rl_rounds or (stop_early and bool(((metrics["acc_greedy"] >= SUCCESS)
+                                                       | stuck).all())):
+            break
+        _rl_update(W, method, ro, cfg, gen)
+    return rounds
+
+
+def _model_rows(metrics: dict[str, torch.Tensor], b: int, **keys: Any) -> list[dict]:
+    return metric_rows({k: float(v[b]) for k, v in metrics.items()}, **keys)
+
+
+def _threshold_job(cfg: LinearTheoryConfig, seed: int) -> list[dict]:
+    gen = torch.Generator().manual_seed(seed)
+    _, curve = pretrain(cfg, cfg.d, list(cfg.p_cot_values), gen, n_evals=4)
+    rows = []
+    for step, metrics in curve:
+        for b, p in enumerate(cfg.p_cot_values):
+            rows += _model_rows(metrics, b, experiment="threshold", phase="pretrain", p_cot=p,
+                                d=cfg.d, seed=seed, step=step,
+                                sequences_seen=step * cfg.batch_size)
+    return rows
+
+
+def _rl_job(cfg: LinearTheoryConfig, p: float, seed: int) -> list[dict]:
+    gen = torch.Generator().manual_seed(10_000 + seed)
+    n = rl_samples_per_round(cfg, p)
+    run_cfg = dataclasses.replace(cfg, samples_per_round=n)
+    W, _ = pretrain(run_cfg, cfg.d, [p], gen)
+    seen = pretrain_steps(cfg, p, cfg.d) * cfg.batch_size
+    pred = star_prediction(p, cfg.rl_rounds)
+    rows = []
+    for method in cfg.rl_method:
+        for k, metrics in enumerate(post_train(W, run_cfg, cfg.d, method, gen, stop_early=True)):
+            extra = {"frac_long_predicted": pred[k]} if method == "star" else {}
+            rows += metric_rows({**{m: float(v[0]) for m, v in metrics.items()}, **extra},
+                                experiment="rl", phase="rl", method=method, reward="end",
+                                temperature=cfg.temperature, p_cot=p, d=cfg.d, seed=seed,
+                                step=k, sequences_seen=seen + k * n)
+    return rows
+
+
+def _cost_job(cfg: LinearTheoryConfig, d: int, schedule: str, seed: int) -> list[dict]:
+    gen = torch.Generator().manual_seed(20_000 + 100 * d + seed)
+    p = SCHEDULES[schedule](d)
+    n = rl_samples_per_round(cfg, p)
+    run_cfg = dataclasses.replace(cfg, samples_per_round=n)
+    W, _ = pretrain(run_cfg, d, [p], gen)
+    rounds = post_train(W, run_cfg, d, cfg.rl_method[0], gen, stop_early=True)
+    hit = [i for i, m in enumerate(rounds) if m["acc_greedy"][0] >= SUCCESS]
+    rl_rounds = hit[0] if hit else len(rounds) - 1    # censored: the rounds it ran
+    pre = pretrain_steps(cfg, p, d) * cfg.batch_size
+    return metric_rows(
+        {"total_cost": pre + rl_rounds * n, "pretrain_sequences": pre, "samples_per_round": n,
+         "rl_rounds_to_success": rl_rounds, "censored": float(not hit)},
+        experiment=f"cost p_cot={schedule}", phase="rl", method=cfg.rl_method[0],
+        temperature=cfg.temperature, p_cot=p, d=d, seed=seed)
+
+
+def threshold_rows(cfg: LinearTheoryConfig) -> list[dict]:
+    """Experiment 1: pre-training on the p_cot grid, evaluated at 4 points during training."""
+    jobs = [(cfg, s) for s in cfg.seeds]
+    return [r for rows in run_jobs(_threshold_job, jobs, cfg.n_workers, "threshold") for r in rows]
+
+
+def rl_rows(cfg: LinearTheoryConfig) -> list[dict]:
+    """Experiment 2: every method in ``rl_method`` after pre-training at each rl_p_cot value."""
+    jobs = [(cfg, p, s) for p in sorted(cfg.rl_p_cot_values) for s in cfg.seeds]
+    return [r for rows in run_jobs(_rl_job, jobs, cfg.n_workers, "rl") for r in rows]
+
+
+def cost_rows(cfg: LinearTheoryConfig) -> list[dict]:
+    """Experiment 3: total sequences to greedy accuracy >= 0.95 versus d, three p_cot schedules."""
+    jobs = [(cfg, d, name, s) for d in sorted(cfg.d_values, reverse=True) for name in SCHEDULES
+            for s in cfg.seeds]
+    return [r for rows in run_jobs(_cost_job, jobs, cfg.n_workers, "cost") for r in rows]
+
+
+def threshold_estimate(p_cot: np.ndarray, acc: np.ndarray, level: float = 0.75) -> float:
+    """First p_cot where the (seed-mean) greedy accuracy crosses ``level``, interpolated."""
+    order = np.argsort(p_cot)
+    p, a = np.asarray(p_cot)[order], np.asarray(acc)[order]
+    for i in range(1, len(p)):
+        if a[i - 1] < level <= a[i]:
+            return float(p[i - 1] + (level - a[i - 1]) * (p[i] - p[i - 1]) / (a[i] - a[i - 1]))
+    return float("nan")
+
+
+def loglog_slope(d: np.ndarray, cost: np.ndarray) -> float:
+    """Least-squares slope of log(cost) against log(d)."""
+    return float(np.polyfit(np.log(d), np.log(cost), 1)[0])
+
+
+def run_all(cfg: LinearTheoryConfig) -> dict[str, list[dict]]:
+    """The three experiments' rows, each cached under ``cfg.path`` (keyed by config and code)."""
+    tag = f"{cfg.key()}-{source_hash()}"
+    return {name: cached(cfg.path / f"{name}-{tag}.pt", lambda fn=fn: fn(cfg))
+            for name, fn in (("threshold", threshold_rows), ("rl", rl_rows), ("cost", cost_rows))}
+
+
+def rounds_to_success(rl: pd.DataFrame, max_rounds: int) -> pd.DataFrame:
+    """First RL round with greedy accuracy >= 0.95 per (method, p_cot, seed); censored if none."""
+    acc = rl[rl.metric == "acc_greedy"]
+    out = []
+    for (method, p, seed), g in acc.groupby(["method", "p_cot", "seed"]):
+        hit = g[g.value >= SUCCESS].step
+        out.append({"method": method, "p_cot": p, "seed": seed, "censored": hit.empty,
+                    "rounds": max_rounds if hit.empty else int(hit.min())})
+    return pd.DataFrame(out)
