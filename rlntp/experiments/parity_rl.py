@@ -89,7 +89,7 @@ class ParityRLConfig(ExperimentConfig):
     updates_per_batch: int = 1           # GRPO gradient steps per rollout (> 1: PPO reuse)
     star_rounds: int = 10
     star_samples: int = 3200             # responses per STaR round (one per fresh prompt)
-    star_epochs: int = 1                 # passes over the kept responses per round (ours)
+    star_epochs: int = 2                 # passes over the kept responses per round (ours)
     star_batch_size: int = 64
     star_lr: float = 2.5e-4              # STaR fine-tuning learning rate (ours)
     eval_every: int = 10                 # RL iterations between evaluations
