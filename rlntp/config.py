@@ -123,6 +123,16 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+def _scalar(text: str) -> Any:
+    """An int or float written as text, else the text itself."""
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return text
+
+
 def _coerce(name: str, value: Any, tp: Any) -> Any:
     """Convert a papermill value to the field type ``tp`` or raise ConfigError."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
@@ -138,7 +148,10 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
         raise ConfigError(errors[0] if len(errors) == 1 else f"parameter {name}={value!r}: "
                           f"expected {_type_name(tp)}")
     if origin is tuple:
-        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        if isinstance(value, str):  # `papermill -p` passes lists as text: "[0.1, 0.2]" or "0.1,0.2"
+            value = [_scalar(v.strip().strip("'\"")) for v in value.strip().strip("[]()").split(",")
+                     if v.strip()]
+        if not isinstance(value, (list, tuple)):
             value = [value]  # a single value is a one-element list
         inner = args[0]
         return tuple(_coerce(name, v, inner) for v in value)

@@ -22,6 +22,13 @@ def test_none_keeps_the_preset_value_and_lists_become_tuples():
         cfg.d = 3  # type: ignore[misc]
 
 
+def test_lists_given_as_text_by_papermill_cli():
+    cfg = resolve(ParityPretrainConfig, p_cot_values="[0.1, 0.25]", seeds="0,1")
+    assert cfg.p_cot_values == (0.1, 0.25) and cfg.seeds == (0, 1)
+    with pytest.raises(ConfigError, match="p_cot_values='high'"):
+        resolve(ParityPretrainConfig, p_cot_values="[high]")
+
+
 def test_int_accepted_for_float_field():
     assert resolve(ParityPretrainConfig, lr=1).lr == 1.0
 
