@@ -11,6 +11,7 @@ skip every sub-run (one seed, one p_cot, ...) that already finished.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -79,8 +80,13 @@ def write_metrics(rows: Iterable[dict[str, Any]], path: str | Path) -> Path:
     return atomic_write_text(path, buf.getvalue())
 
 
+@functools.cache
 def source_hash() -> str:
-    """Hash of the rlntp sources: results cached under another code version are not reused."""
+    """Hash of the rlntp sources: results cached under another code version are not reused.
+
+    Computed once per process, so it names the code this process actually imported, and every
+    run folder of one process agrees even if files are edited while it runs.
+    """
     h = hashlib.sha1()
     for p in sorted(PACKAGE_DIR.rglob("*.py")):
         h.update(p.relative_to(PACKAGE_DIR).as_posix().encode())
