@@ -28,7 +28,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from rlntp.config import PRESET_NAMES, REPO
+from rlntp.config import PRESET_NAMES, REPO, ConfigError, parse_param
 from rlntp.results import atomic_write_text, source_hash
 
 NOTEBOOKS = REPO / "notebooks"
@@ -111,14 +111,6 @@ def build_book(preset: str = "cpu", book_dir: Path = REPO / "book", runs_dir: Pa
     return build_html(book_dir) if html else None
 
 
-def _parse_param(text: str) -> tuple[str, Any]:
-    key, _, value = text.partition("=")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m rlntp.book", description=__doc__.split("\n")[0])
     ap.add_argument("--preset", default="cpu", choices=PRESET_NAMES)
@@ -132,7 +124,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--force", action="store_true", help="re-execute even unchanged chapters")
     ap.add_argument("--no-html", action="store_true", help="execute notebooks, skip the HTML build")
     args = ap.parse_args(argv)
-    params = dict(_parse_param(p) for p in args.param)
+    try:
+        params = dict(parse_param(p) for p in args.param)
+    except ConfigError as e:
+        ap.error(str(e))
     t0 = time.time()
     try:
         index = build_book(args.preset, args.book_dir, args.runs_dir, args.only, params,

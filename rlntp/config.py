@@ -16,8 +16,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import types
 import typing
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -35,20 +37,48 @@ def require(ok: bool, name: str, value: Any, allowed: str) -> None:
         raise ConfigError(f"parameter {name}={value!r} is not allowed: {allowed}")
 
 
+def param(default: Any, help: str) -> Any:
+    """A config field with a one-line ``help`` text (shown by ``describe`` and in notebooks)."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+def require_at_least(cfg: Any, low: float, names: Iterable[str]) -> None:
+    """Each field of ``names`` must be ``>= low`` (a ConfigError names the first that is not)."""
+    for name in names:
+        value = getattr(cfg, name)
+        require(value >= low, name, value, f"a number >= {low:g}")
+
+
+def require_positive(cfg: Any, names: Iterable[str]) -> None:
+    for name in names:
+        value = getattr(cfg, name)
+        require(value > 0, name, value, "a number > 0")
+
+
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
-    """Fields every experiment has. Subclasses add their own knobs (with cpu-preset defaults)."""
+    """Fields every experiment has. Parts and chapters add their own knobs.
+
+    Every class in the hierarchy may define ``check(self)``: each is called once, base first,
+    after construction (so a part validates its own fields, wherever it is mixed in).
+    """
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"smoke": {}, "cpu": {}, "paper": {}}
     CHAPTER: ClassVar[str] = "experiment"  # names the default output folder runs/PRESET/CHAPTER
 
-    preset: str = "cpu"
-    device: str = "auto"  # "auto" (cuda when present), "cpu", "cuda" or "cuda:N"
-    out_dir: str | None = None  # where metrics.csv, config.json and figures go
-    seeds: tuple[int, ...] = (0, 1, 2)
-    workers: int | None = None  # parallel CPU processes; None = all cores on cpu, 1 on cuda
+    preset: str = param("cpu", "'smoke' (seconds), 'cpu' (the book), 'paper' (GPU, paper scale)")
+    device: str = param("auto", "'auto' (cuda when present), 'cpu', 'cuda' or 'cuda:N'")
+    out_dir: str | None = param(None, "where metrics, figures and checkpoints go "
+                                      "(None: runs/<preset>/<chapter>)")
+    seeds: tuple[int, ...] = param((0, 1, 2), "training seeds; every run is repeated per seed")
+    workers: int | None = param(None, "parallel CPU processes (None: all cores on cpu, 1 on cuda)")
 
     def __post_init__(self) -> None:
+        for klass in reversed(type(self).__mro__):
+            if "check" in vars(klass):
+                vars(klass)["check"](self)
+
+    def check(self) -> None:
         require(self.preset in PRESET_NAMES, "preset", self.preset, f"one of {PRESET_NAMES}")
         require(
             self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
@@ -67,10 +97,6 @@ class ExperimentConfig:
             import torch
 
             require(torch.cuda.is_available(), "device", self.device, "cuda needs a GPU; use 'auto' or 'cpu'")
-        self.validate()
-
-    def validate(self) -> None:
-        """Check experiment-specific constraints; raise ConfigError (override in subclasses)."""
 
     @property
     def torch_device(self) -> str:
@@ -102,11 +128,23 @@ class ExperimentConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def key(self, *exclude: str) -> str:
-        """A short stable hash of the fields that change results (not out_dir/workers/device)."""
+    def key(self, *exclude: str, only: Iterable[str] | None = None) -> str:
+        """A short stable hash of the fields that change results (not out_dir/workers/device):
+        all of them but ``exclude``, or ``only`` these."""
         skip = {"out_dir", "workers", "device", "preset", *exclude}
-        d = {k: v for k, v in self.to_dict().items() if k not in skip}
+        keep = None if only is None else set(only)
+        d = {k: v for k, v in self.to_dict().items()
+             if k not in skip and (keep is None or k in keep)}
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+    @classmethod
+    def field_names(cls, *parts: type) -> list[str]:
+        """The fields of ``cls`` (or only those declared by the given part classes)."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        if not parts:
+            return names
+        declared = {n for p in parts for n in getattr(p, "__annotations__", {})}
+        return [n for n in names if n in declared]
 
     def describe(self) -> str:
         """A two-column listing of the resolved config, for the notebook to print."""
@@ -114,6 +152,102 @@ class ExperimentConfig:
         lines = [f"{type(self).__name__} (preset {self.preset!r}, device {self.torch_device!r})"]
         lines += [f"  {f.name:<{width}} = {getattr(self, f.name)!r}" for f in dataclasses.fields(self)]
         return "\n".join(lines)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelPart:
+    """The GPT-2-style decoder of :mod:`rlntp.models.gpt`."""
+
+    n_layer: int = param(2, "transformer blocks")
+    n_head: int = param(2, "attention heads per block (a divisor of n_embd)")
+    n_embd: int = param(64, "width of the residual stream")
+
+    def check(self) -> None:
+        require_at_least(self, 1, ("n_layer", "n_head", "n_embd"))
+        require(self.n_embd % self.n_head == 0, "n_head", self.n_head,
+                f"a divisor of n_embd={self.n_embd}")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerPart:
+    """AdamW (decay on matrices only) and gradient-norm clipping, for every training phase."""
+
+    weight_decay: float = param(0.1, "AdamW weight decay (matrices only)")
+    adam_beta1: float = param(0.9, "AdamW beta1")
+    adam_beta2: float = param(0.95, "AdamW beta2")
+    max_grad_norm: float = param(1.0, "gradients are clipped to this norm")
+
+    def check(self) -> None:
+        require_at_least(self, 0, ("weight_decay",))
+        for name in ("adam_beta1", "adam_beta2"):
+            require(0 <= getattr(self, name) < 1, name, getattr(self, name), "a number in [0, 1)")
+        require_positive(self, ("max_grad_norm",))
+
+
+@dataclasses.dataclass(frozen=True)
+class NTPPart(OptimizerPart):
+    """Next-token pre-training on fresh batches (:func:`rlntp.train.train_ntp`)."""
+
+    pretrain_iters: int = param(1500, "pre-training iterations (a fresh batch each)")
+    pretrain_batch_size: int = param(64, "sequences per pre-training batch")
+    pretrain_learning_rate: float = param(1e-3, "peak pre-training learning rate")
+    warmup_steps: int = param(100, "linear warm-up iterations, then cosine decay")
+    min_lr_frac: float = param(0.1, "the cosine decays to this fraction of the peak rate")
+    pretrain_eval_every: int = param(100, "pre-training iterations between evaluations")
+    ckpt_every: int = param(250, "iterations between kept checkpoints (RL branches from them)")
+    eval_size: int = param(512, "fixed test prompts per evaluation")
+
+    def check(self) -> None:
+        require_at_least(self, 1, ("pretrain_iters", "pretrain_batch_size", "warmup_steps",
+                                   "pretrain_eval_every", "ckpt_every", "eval_size"))
+        require_positive(self, ("pretrain_learning_rate",))
+        require(0 <= self.min_lr_frac <= 1, "min_lr_frac", self.min_lr_frac, "a number in [0, 1]")
+
+
+@dataclasses.dataclass(frozen=True)
+class RLPart:
+    """Policy-gradient RL (GRPO, REINFORCE); names follow TRL's ``GRPOConfig``."""
+
+    rl_iters: int = param(400, "RL iterations (one rollout and update each)")
+    prompts_per_iter: int = param(8, "fresh prompts per RL iteration")
+    num_generations: int = param(8, "sampled responses per prompt (a GRPO group)")
+    learning_rate: float = param(1e-4, "RL learning rate (constant)")
+    temperature: float = param(1.0, "sampling temperature tau of RL rollouts")
+    epsilon: float = param(0.2, "GRPO clipping epsilon")
+    beta: float = param(0.0, "GRPO KL penalty to the starting checkpoint (0: none)")
+    num_iterations: int = param(1, "GRPO gradient steps per rollout (> 1: PPO-style reuse)")
+    eval_every: int = param(10, "RL iterations between evaluations")
+
+    def check(self) -> None:
+        require_at_least(self, 1, ("rl_iters", "prompts_per_iter", "num_iterations", "eval_every"))
+        require(self.num_generations >= 2, "num_generations", self.num_generations,
+                "an integer >= 2 (GRPO compares the samples of one prompt)")
+        require_positive(self, ("learning_rate", "temperature", "epsilon"))
+        require_at_least(self, 0, ("beta",))
+
+    @property
+    def rl_batch(self) -> int:
+        """Responses generated per GRPO / REINFORCE iteration."""
+        return self.prompts_per_iter * self.num_generations
+
+
+@dataclasses.dataclass(frozen=True)
+class RLLoopPart(OptimizerPart, RLPart):
+    """Our RL loop (:func:`rlntp.rl.train.train_rl`): STaR and early stopping besides GRPO."""
+
+    star_rounds: int = param(10, "STaR rounds (sample, keep the rewarded, fine-tune)")
+    star_samples: int = param(3200, "responses per STaR round, one per fresh prompt")
+    star_epochs: int = param(2, "passes over the kept responses per round (ours)")
+    star_batch_size: int = param(64, "STaR fine-tuning batch size")
+    star_learning_rate: float = param(2.5e-4, "STaR fine-tuning learning rate (ours)")
+    stop_acc: float = param(0.95, "early stop: greedy accuracy at least this ...")
+    stop_after: int = param(3, "... at this many evaluations in a row (0: never stop)")
+
+    def check(self) -> None:
+        require_at_least(self, 1, ("star_rounds", "star_samples", "star_epochs", "star_batch_size"))
+        require_positive(self, ("star_learning_rate",))
+        require(0 < self.stop_acc <= 1, "stop_acc", self.stop_acc, "a number in (0, 1]")
+        require_at_least(self, 0, ("stop_after",))
 
 
 C = TypeVar("C", bound=ExperimentConfig)
@@ -165,6 +299,8 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
             return int(value)
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(f"parameter {name}={value!r} is not allowed: a finite number")
             return float(value)
     elif tp is str:
         if isinstance(value, str):
@@ -174,8 +310,56 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
     raise ConfigError(f"parameter {name}={value!r} has the wrong type: expected {_type_name(tp)}")
 
 
+def parse_param(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` from a command line: VALUE as JSON if it parses, else as text. KEY must be
+    an identifier other than ``preset`` (which has its own flag)."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key.isidentifier() or key == "preset":
+        raise ConfigError(f"-p {text!r} is not allowed: KEY=VALUE with KEY a parameter name "
+                          "(not 'preset': use --preset)")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+NOTEBOOK_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open", "display", "glue"}
+
+
+def resolve_notebook(cls: type[C], namespace: dict[str, Any]) -> C:
+    """:func:`resolve` from a notebook's variables: the parameters cell and what papermill
+    injected. A variable that is not a field of ``cls`` (a misspelt ``-p NAME``) is an error.
+
+    Call it before the notebook defines variables of its own (modules, functions, classes,
+    CONSTANTS, IPython's names and names starting with ``_`` are ignored).
+    """
+    names = set(cls.field_names())
+    unknown = sorted(k for k, v in namespace.items() if k not in names and not k.startswith("_")
+                     and not k.isupper()
+                     and k not in NOTEBOOK_NAMES and not isinstance(v, (types.ModuleType, type))
+                     and not callable(v))
+    if unknown:
+        raise ConfigError(f"unknown parameter{'s' * (len(unknown) > 1)} {', '.join(unknown)}; "
+                          f"{cls.__name__} takes: {', '.join(sorted(names))}")
+    return resolve(cls, **{k: namespace[k] for k in names if k in namespace})
+
+
+def parameters_cell(cls: type[ExperimentConfig]) -> str:
+    """The source of a notebook's ``parameters`` cell for ``cls``: every field, ``None`` (take
+    it from the preset) but ``preset``, each with its help text."""
+    lines = ["# Parameters (papermill -p NAME VALUE). None: take the value from the preset."]
+    for f in dataclasses.fields(cls):
+        value = '"cpu"' if f.name == "preset" else "None"
+        lines.append(f"{f.name} = {value}  # {f.metadata.get('help', '')}".rstrip(" #"))
+    return "\n".join(lines)
+
+
 def resolve(cls: type[C], preset: str = "cpu", **params: Any) -> C:
-    """Build ``cls`` from a preset plus notebook parameters (``None`` = keep the preset's value)."""
+    """Build ``cls`` from a preset plus notebook parameters (``None`` = keep the preset's value).
+
+    A preset is the field defaults, then ``PRESETS["cpu"]``, then ``PRESETS[preset]``.
+    """
     require(isinstance(preset, str) and preset in cls.PRESETS, "preset", preset,
             f"one of {tuple(cls.PRESETS)}")
     hints = typing.get_type_hints(cls)
@@ -185,6 +369,6 @@ def resolve(cls: type[C], preset: str = "cpu", **params: Any) -> C:
         if name not in names:
             raise ConfigError(f"unknown parameter {name!r}; {cls.__name__} takes: {', '.join(names)}")
     given = {k: v for k, v in params.items() if v is not None}
-    for name, value in {**cls.PRESETS[preset], **given}.items():
+    for name, value in {**cls.PRESETS["cpu"], **cls.PRESETS[preset], **given}.items():
         values[name] = _coerce(name, value, hints[name])
     return cls(**values)

@@ -16,6 +16,7 @@ import hashlib
 import io
 import json
 import os
+import pickle
 import subprocess
 import tempfile
 import time
@@ -122,11 +123,44 @@ def write_run_info(cfg: Any, out_dir: str | Path, wall_time_s: float, **extra: A
     return atomic_write_text(Path(out_dir) / "config.json", json.dumps(info, indent=2) + "\n")
 
 
+class CheckpointError(RuntimeError):
+    """A saved file cannot be loaded safely; the message names it."""
+
+
+class UnsafeCheckpoint(CheckpointError):
+    """A saved file holds objects other than tensors and plain data (it could run code)."""
+
+
+def load_checkpoint_file(path: str | Path, map_location: str | torch.device | None = None) -> Any:
+    """``torch.load`` with ``weights_only=True``: tensors and plain Python data only.
+
+    A file holding anything else (a pickle that could run code) raises :class:`UnsafeCheckpoint`;
+    a truncated or corrupt one :class:`CheckpointError`; both name the file.
+    """
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise UnsafeCheckpoint(f"{path}: refused to load: it holds objects other than tensors "
+                               f"and plain data ({str(e).splitlines()[0]}). Delete it if you did "
+                               "not make it.") from None
+    except (RuntimeError, EOFError, OSError) as e:
+        raise CheckpointError(f"{path}: cannot be read ({str(e).splitlines()[0]}): the file is "
+                              "corrupt or truncated; delete it to recompute.") from None
+
+
 def cached(path: str | Path, compute: Callable[[], Any]) -> Any:
-    """Return the object saved at ``path``, or compute it, save it atomically and return it."""
+    """Return the object saved at ``path``, or compute it, save it atomically and return it.
+
+    A corrupt cache file is recomputed; an unsafe one is refused (:class:`UnsafeCheckpoint`).
+    """
     path = Path(path)
     if path.exists():
-        return torch.load(path, weights_only=False)
+        try:
+            return load_checkpoint_file(path)
+        except UnsafeCheckpoint:
+            raise
+        except CheckpointError as e:
+            print(f"warning: {e} Recomputing it.")
     result = compute()
     atomic_torch_save(result, path)
     return result

@@ -1,10 +1,10 @@
 """Next-token prediction: the masked loss and a resumable online training loop.
 
-The loop draws a fresh batch every step from ``sample(generator)``, evaluates every
-``eval_every`` steps, saves the model weights every ``ckpt_every`` steps (``ckpt_XXXXXX.pt``,
-kept for RL to branch from) together with a resume state (optimizer, data generator, metrics so
-far). Started again in the same folder, it continues from the last saved state and produces the
-same numbers as an uninterrupted run.
+The loop draws a fresh batch from the task every step, evaluates every ``pretrain_eval_every``
+steps, saves the model weights every ``ckpt_every`` steps (``ckpt_XXXXXX.pt``, kept for RL to
+branch from) together with a resume state (optimizer, data generator, metrics so far). Started
+again in the same folder, it continues from the last saved state and produces the same numbers
+as an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -18,7 +18,12 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from rlntp.results import atomic_torch_save
+from rlntp.config import NTPPart, OptimizerPart
+from rlntp.results import atomic_torch_save, load_checkpoint_file
+from rlntp.seeds import generator
+from rlntp.task import Task
+
+History = list[tuple[int, dict[str, Any]]]  # (step, metrics)
 
 
 def ntp_loss(model: torch.nn.Module, tokens: torch.Tensor, target_mask: torch.Tensor) -> torch.Tensor:
@@ -29,13 +34,22 @@ def ntp_loss(model: torch.nn.Module, tokens: torch.Tensor, target_mask: torch.Te
     return (ce * mask).sum() / mask.sum().clamp_min(1.0)
 
 
-def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float = 0.1
-                   ) -> torch.optim.AdamW:
+def make_optimizer(model: torch.nn.Module, lr: float, cfg: OptimizerPart) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices only (not on biases, LayerNorms)."""
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95))
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=lr,
+                             betas=(cfg.adam_beta1, cfg.adam_beta2))
+
+
+def optimizer_step(model: torch.nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor,
+                   max_grad_norm: float) -> None:
+    """One gradient step on ``loss`` with gradient-norm clipping (every training loop uses this)."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    opt.step()
 
 
 def lr_factor(step: int, iters: int, warmup: int, min_frac: float) -> float:
@@ -50,28 +64,30 @@ def checkpoint_path(run_dir: str | Path, step: int) -> Path:
     return Path(run_dir) / f"ckpt_{step:06d}.pt"
 
 
-def train_ntp(model: torch.nn.Module, sample: Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor]],
-              *, iters: int, lr: float, seed: int, run_dir: str | Path,
-              evaluate: Callable[[torch.nn.Module, int], dict[str, float]],
-              eval_every: int, ckpt_every: int, warmup: int = 100, min_lr_frac: float = 0.1,
-              desc: str = "pretrain") -> list[tuple[int, dict[str, float]]]:
-    """Train ``model`` for ``iters`` steps; return ``[(step, metrics), ...]`` (step 0 included).
+def train_ntp(model: torch.nn.Module, task: Task, cfg: NTPPart, *, seed: int,
+              run_dir: str | Path, evaluate: Callable[[torch.nn.Module, int], dict[str, Any]],
+              desc: str = "pretrain") -> History:
+    """Train ``model`` on ``task`` for ``cfg.pretrain_iters`` steps; return ``[(step, metrics)]``
+    (step 0 included).
 
-    ``sample(g)`` returns ``(tokens, target_mask)`` drawn with generator ``g``; ``evaluate(model,
-    step)`` returns metrics. The learning rate warms up linearly for ``warmup`` steps, then
-    follows a cosine down to ``min_lr_frac * lr`` at ``iters`` (the low final rate makes the
+    Batches are drawn with the ``train_data`` stream of ``seed``; ``evaluate(model, step)``
+    returns metrics. The learning rate warms up linearly for ``warmup_steps``, then follows a
+    cosine down to ``min_lr_frac`` of the peak at the last step (the low final rate makes the
     model's length probabilities settle, which greedy decoding near the threshold is sensitive to).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    opt = make_optimizer(model, lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, iters, warmup, min_lr_frac))
-    gen = torch.Generator().manual_seed(seed)
-    history: list[tuple[int, dict[str, float]]] = []
+    device = next(model.parameters()).device
+    iters = cfg.pretrain_iters
+    opt = make_optimizer(model, cfg.pretrain_learning_rate, cfg)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_factor(s, iters, cfg.warmup_steps, cfg.min_lr_frac))
+    gen = generator("train_data", seed)
+    history: History = []
     start = 0
     state_file = run_dir / "state.pt"
     if state_file.exists():  # resume
-        st = torch.load(state_file, weights_only=False)
+        st = load_checkpoint_file(state_file)
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
         sched.load_state_dict(st["sched"])
@@ -82,17 +98,14 @@ def train_ntp(model: torch.nn.Module, sample: Callable[[torch.Generator], tuple[
     model.train()
     for step in tqdm(range(start + 1, iters + 1), desc=desc, initial=start, total=iters,
                      leave=False, mininterval=2.0):
-        tokens, mask = sample(gen)
-        loss = ntp_loss(model, tokens, mask)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        batch = task.sample_batch(cfg.pretrain_batch_size, gen, device)
+        loss = ntp_loss(model, batch.tokens, batch.target_mask)
+        optimizer_step(model, opt, loss, cfg.max_grad_norm)
         sched.step()
-        if step % eval_every == 0 or step == iters:
+        if step % cfg.pretrain_eval_every == 0 or step == iters:
             history.append((step, {"loss": loss.item(), **evaluate(model, step)}))
             model.train()
-        if step % ckpt_every == 0 or step == iters:
+        if step % cfg.ckpt_every == 0 or step == iters:
             atomic_torch_save(model.state_dict(), checkpoint_path(run_dir, step))
             state: dict[str, Any] = {"model": model.state_dict(), "opt": opt.state_dict(),
                                      "sched": sched.state_dict(), "gen": gen.get_state(),

@@ -30,7 +30,7 @@ def test_lists_given_as_text_by_papermill_cli():
 
 
 def test_int_accepted_for_float_field():
-    assert resolve(ParityPretrainConfig, lr=1).lr == 1.0
+    assert resolve(ParityPretrainConfig, pretrain_learning_rate=1).pretrain_learning_rate == 1.0
 
 
 @pytest.mark.parametrize(
@@ -55,7 +55,7 @@ def test_bad_parameters_name_the_parameter(params, message):
 def test_key_ignores_output_location_but_not_results():
     a = resolve(ParityPretrainConfig, out_dir="/tmp/a")
     b = resolve(ParityPretrainConfig, out_dir="/tmp/b", workers=1)
-    c = resolve(ParityPretrainConfig, lr=2e-3)
+    c = resolve(ParityPretrainConfig, pretrain_learning_rate=2e-3)
     assert a.key() == b.key() != c.key()
 
 

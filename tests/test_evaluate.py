@@ -1,6 +1,8 @@
 import torch
 
-from rlntp.evaluate import final_token, response_metrics
+from rlntp.data.parity import ParityTask
+from rlntp.evaluate import response_metrics
+from rlntp.task import final_token
 
 E = 2
 
@@ -14,8 +16,12 @@ def test_final_token_and_metrics_on_hand_made_responses():
     ])
     lengths = torch.tensor([4, 1, 0, 1])
     assert final_token(responses, lengths).tolist() == [1, 0, -1, 1]
-    parity = torch.tensor([1, 1, 0, 1])
-    m = response_metrics(responses, lengths, parity, chain_len=4, mode="greedy")
+    # prompts with parities 1, 1, 0, 1 (the parity is x.sum() % 2); d = 4 = long_len
+    prompts = torch.tensor([[1, 0, 0, 0], [1, 1, 1, 0], [0, 0, 0, 0], [0, 0, 0, 1]])
+    assert (prompts.sum(-1) % 2).tolist() == [1, 1, 0, 1]
+    task = ParityTask(4, 0.5)
+    assert task.long_len == 4
+    m = response_metrics(task, prompts, responses, lengths, mode="greedy")
     assert m["acc_greedy"] == 0.5
     assert m["frac_len_d_greedy"] == 0.25 and m["frac_long_greedy"] == 0.25
     assert m["len_mean_greedy"] == 1.5

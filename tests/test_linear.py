@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rlntp.config import ConfigError, resolve
-from rlntp.data.parity import EOS, ParityTask, sample_batch
+from rlntp.data.parity import EOS, ParityTask
 from rlntp.experiments.linear_theory import (
     MAX_SAMPLES_PER_ROUND,
     LinearTheoryConfig,
@@ -14,7 +14,6 @@ from rlntp.experiments.linear_theory import (
     predicted_rounds,
     pretrain_steps,
     rl_samples_per_round,
-    star_prediction,
     threshold_estimate,
 )
 from rlntp.models.linear import (
@@ -22,14 +21,15 @@ from rlntp.models.linear import (
     features,
     generate,
     init_weights,
+    linear_ntp_loss,
     logits,
     n_features,
-    ntp_loss,
     sample_mixture,
     sample_prompts_batch,
     sgd_step,
     token_nll,
 )
+from rlntp.rl.star import star_recursion
 
 torch.set_num_threads(1)
 
@@ -61,7 +61,7 @@ def test_sample_mixture_matches_parity_data_layout():
     d = 6
     ro = sample_mixture(torch.tensor([1.0, 0.0]), 32, d, torch.Generator().manual_seed(1))
     task = ParityTask(d, 1.0)
-    ref = sample_batch(task, 32, torch.Generator().manual_seed(2))
+    ref = task.sample_batch(32, torch.Generator().manual_seed(2))
     assert ro.resp.shape[-1] == ref.tokens.shape[1] - d          # d response tokens + EOS
     assert (ro.length[0] == d).all() and (ro.length[1] == 1).all()
     assert ro.correct.all()                                      # every demonstration is right
@@ -96,16 +96,16 @@ def test_ntp_loss_against_independent_formula():
                     terms.append(-torch.log_softmax(z, 0)[ro.resp[b, n, t]])
             if terms:
                 expect[b] += torch.stack(terms).mean()
-    assert torch.allclose(ntp_loss(W, ro), expect, atol=1e-4)
+    assert torch.allclose(linear_ntp_loss(W, ro), expect, atol=1e-4)
 
 
 def test_one_sgd_step_changes_parameters_and_lowers_loss():
     ro = rollouts(d=4)
     W = init_weights(2, 4)
-    before = ntp_loss(W, ro).detach()
-    sgd_step(W, ntp_loss(W, ro), 0.5)
+    before = linear_ntp_loss(W, ro).detach()
+    sgd_step(W, linear_ntp_loss(W, ro), 0.5)
     assert W.abs().sum() > 0
-    assert (ntp_loss(W, ro) < before).all()
+    assert (linear_ntp_loss(W, ro) < before).all()
 
 
 def test_generate_stops_at_eos_and_greedy_is_deterministic():
@@ -148,11 +148,11 @@ def test_star_round_moves_long_fraction_as_recursion():
                   star_steps=200, eval_size=100, rl_method=["star"])
     rounds = post_train(calibrated_model(d, p), cfg, d, "star", torch.Generator().manual_seed(0))
     assert abs(float(rounds[0]["frac_long_sample"][0]) - p) < 0.02
-    assert abs(float(rounds[1]["frac_long_sample"][0]) - star_prediction(p, 1)[1]) < 0.04
+    assert abs(float(rounds[1]["frac_long_sample"][0]) - star_recursion(p, 1)[1]) < 0.04
 
 
 def test_star_prediction_and_rounds():
-    assert star_prediction(0.2, 2) == pytest.approx([0.2, 0.4 / 1.2, 2 * (1 / 3) / (4 / 3)])
+    assert star_recursion(0.2, 2) == pytest.approx([0.2, 0.4 / 1.2, 2 * (1 / 3) / (4 / 3)])
     assert predicted_rounds(1 / 3) == pytest.approx(0.0)
     assert threshold_estimate([0.3, 0.32, 0.34], [0.5, 0.6, 0.9]) == pytest.approx(0.33)
 

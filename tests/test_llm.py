@@ -15,7 +15,7 @@ def test_presets_resolve_and_bad_values_are_named():
     assert smoke.model == TINY and smoke.sample_data
     paper = resolve(GSM8KMathConfig, preset="paper", device="cpu")
     assert paper.sft_checkpoints == tuple(range(1, 31)) and paper.p_cot == 0.05
-    assert paper.train_size is None and paper.dtype == "bfloat16"
+    assert paper.train_size == 0 and paper.dtype == "bfloat16"
     for params, name in [(dict(dataset="svamp"), "dataset"), (dict(num_generations=1),
                          "num_generations"), (dict(sft_checkpoints=[3]), "sft_checkpoints"),
                          (dict(p_cot=2.0), "p_cot"), (dict(data_dir="/nowhere"), "data_dir"),

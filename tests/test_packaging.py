@@ -43,5 +43,5 @@ def test_source_notebooks_are_clean_and_parameterised():
         params = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
         assert len(params) == 1 and params[0] is code[0], f"{nb_path}: first code cell must be tagged"
         src = "".join(params[0]["source"])
-        assert re.search(r'^preset = "cpu"', src, re.M) and re.search(r'^device = "auto"', src, re.M)
+        assert re.search(r'^preset = "cpu"', src, re.M) and re.search(r'^device = None', src, re.M)
         assert re.search(r"^out_dir = None", src, re.M)

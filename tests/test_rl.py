@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import types
 
 import pytest
 import torch
 
-from rlntp.config import ConfigError, resolve
-from rlntp.data.parity import EOS, VOCAB_SIZE, ParityTask, sample_prompts
+from rlntp.config import ConfigError, ModelPart, NTPPart, OptimizerPart, RLLoopPart, resolve
+from rlntp.data.parity import EOS, VOCAB_SIZE, ParityTask
+from rlntp.experiments.parity_pretrain import ParityPretrainConfig
 from rlntp.experiments.parity_rl import ParityRLConfig, rl_jobs
+from rlntp.experiments.runs import pretrain_dir
 from rlntp.models.gpt import GPT, GPTConfig
-from rlntp.rl.grpo import group_advantages, grpo_loss, grpo_step
-from rlntp.rl.reinforce import reinforce_step
-from rlntp.rl.rewards import cot_reward, e2e_reward, reward
+from rlntp.rl import grpo, reinforce, star
+from rlntp.rl.grpo import group_advantages, grpo_loss
 from rlntp.rl.rollout import chosen_mask, rollout
-from rlntp.rl.star import star_recursion, star_step
+from rlntp.rl.star import star_recursion
 from rlntp.train import make_optimizer
 
 TASK = ParityTask(3, 0.5)
@@ -24,7 +26,7 @@ E = EOS
 
 
 def _responses(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """EOS-padded responses (width chain_len + 1 = 4) and their lengths, from token lists."""
+    """EOS-padded responses (width long_len + 1 = 4) and their lengths, from token lists."""
     resp = torch.tensor([r + [E] * (4 - len(r)) for r in rows])
     is_eos = resp == E
     lengths = torch.where(is_eos.any(1), is_eos.float().argmax(1), 4)
@@ -43,12 +45,11 @@ def test_rewards_on_hand_made_responses() -> None:
         [1, 0],         # too short for the chain, last token right: e2e only
         [1, 0, 1],      # wrong answer: neither
     ])
-    parity = torch.zeros(8, dtype=torch.long)
-    assert e2e_reward(resp, lengths, parity).tolist() == [1, 1, 1, 0, 0, 0, 1, 0]
-    assert cot_reward(TASK, prompts, resp, lengths).tolist() == [1, 0, 1, 0, 0, 0, 0, 0]
-    assert reward("e2e", TASK, prompts, resp, lengths).tolist() == [1, 1, 1, 0, 0, 0, 1, 0]
+    assert (prompts.sum(-1) % 2).tolist() == [0] * 8
+    assert TASK.reward(prompts, resp, lengths, "e2e").tolist() == [1, 1, 1, 0, 0, 0, 1, 0]
+    assert TASK.reward(prompts, resp, lengths, "cot").tolist() == [1, 0, 1, 0, 0, 0, 0, 0]
     with pytest.raises(ValueError, match="reward"):
-        reward("length", TASK, prompts, resp, lengths)
+        TASK.reward(prompts, resp, lengths, "length")
 
 
 def _model(task: ParityTask = TASK, seed: int = 0) -> GPT:
@@ -58,9 +59,10 @@ def _model(task: ParityTask = TASK, seed: int = 0) -> GPT:
 
 def test_rollout_shapes_and_logprobs_match_a_step_by_step_pass() -> None:
     model, g = _model(), torch.Generator().manual_seed(0)
-    prompts, _ = sample_prompts(TASK, 5, g)
+    prompts = TASK.sample_prompts(5, g)
     ro = rollout(model, TASK, prompts, 3, 1.5, "cot", g)
-    W = TASK.chain_len + 1
+    W = TASK.long_len + 1
+    assert W == TASK.max_new_tokens
     assert ro.prompts.shape == (15, 3) and ro.responses.shape == (15, W)
     assert ro.lengths.shape == ro.reward.shape == (15,)
     assert ro.mask.shape == ro.logprobs.shape == (15, W)
@@ -139,17 +141,19 @@ def _changed(model: torch.nn.Module, before: dict[str, torch.Tensor]) -> bool:
 def test_parameters_change_after_a_step(method: str) -> None:
     model, g = _model(), torch.Generator().manual_seed(1)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    opt = make_optimizer(model, 1e-2)
-    prompts, _ = sample_prompts(TASK, 16, g)
+    opt = make_optimizer(model, 1e-2, OptimizerPart())
+    prompts = TASK.sample_prompts(16, g)
     ro = rollout(model, TASK, prompts, 4, 1.0, "e2e", g)
     assert 0 < ro.reward.mean() < 1  # some signal
+    reuse = method == "grpo_reuse"
+    cfg = RLLoopPart(num_generations=4, num_iterations=3 if reuse else 1, epsilon=0.2,
+                     beta=0.1 if reuse else 0.0, star_epochs=1, star_batch_size=8)
     if method.startswith("grpo"):
-        out = grpo_step(model, opt, ro, 4, 1.0, updates=3 if method == "grpo_reuse" else 1,
-                        beta=0.1 if method == "grpo_reuse" else 0.0, ref_model=_model())
+        out = grpo.update(model, opt, ro, cfg, 1.0, _model(), g)
     elif method == "reinforce":
-        out = reinforce_step(model, opt, ro, 1.0)
+        out = reinforce.update(model, opt, ro, cfg, 1.0, None, g)
     else:
-        out = star_step(model, opt, ro, epochs=1, batch_size=8, generator=g)
+        out = star.update(model, opt, ro, cfg, 1.0, None, g)
         assert out["kept_frac"] == ro.reward.mean().item()
     assert torch.isfinite(torch.tensor(out["loss"]))
     assert _changed(model, before)
@@ -167,21 +171,35 @@ def test_star_recursion_doubles_the_odds() -> None:
     ("temperatures", [0.0], "temperatures"),
     ("branch_steps", [7], "branch_steps"),
     ("rl_branch", 100, "rl_branch"),
-    ("group_size", 1, "group_size"),
+    ("num_generations", 1, "num_generations"),
     ("p_cot", 0.0, "p_cot"),
-    ("grid_seeds", [9], "grid_seeds"),
-    ("lr", -1.0, "lr"),
+    ("grid_n_seeds", -1, "grid_n_seeds"),
+    ("learning_rate", -1.0, "learning_rate"),
+    ("star_learning_rate", 0.0, "star_learning_rate"),
+    ("pretrain_learning_rate", -1.0, "pretrain_learning_rate"),
+    ("epsilon", 0.0, "epsilon"),
+    ("num_iterations", 0, "num_iterations"),
 ])
 def test_config_errors_name_the_parameter(name: str, value: object, match: str) -> None:
     with pytest.raises(ConfigError, match=f"parameter {match}="):
         resolve(ParityRLConfig, preset="smoke", **{name: value})
 
 
-def test_pretrain_config_and_jobs() -> None:
-    cfg = resolve(ParityRLConfig, preset="smoke", out_dir="/tmp/unused")
-    p = cfg.pretrain_config()
-    assert p.p_cot_values == (cfg.p_cot,) and p.iters == cfg.pretrain_iters and p.d == cfg.d
-    assert all(b % p.ckpt_every == 0 for b in cfg.branch_steps)
+def test_pretrain_config_and_jobs(tmp_path) -> None:
+    cfg = resolve(ParityRLConfig, preset="smoke", out_dir=str(tmp_path))
+    # the chapter pre-trains on its own p_cot and d, with its own pre-training fields: the same
+    # run (the same folder) as chapter 1's config with those values
+    task = cfg.task(cfg.p_cot)
+    assert task == ParityTask(cfg.d, cfg.p_cot)
+    assert isinstance(cfg, NTPPart) and isinstance(cfg, ModelPart)
+    names = cfg.field_names(ModelPart, NTPPart, OptimizerPart)
+    assert "pretrain_iters" in names and "pretrain_learning_rate" in names
+    p = dataclasses.replace(resolve(ParityPretrainConfig, preset="smoke", out_dir=str(tmp_path)),
+                            d=cfg.d, p_cot_values=(cfg.p_cot,),
+                            **{n: getattr(cfg, n) for n in names})
+    assert p.pretrain_iters == cfg.pretrain_iters and p.task(cfg.p_cot) == task
+    assert all(pretrain_dir(p, task, s) == pretrain_dir(cfg, task, s) for s in cfg.seeds)
+    assert all(b % cfg.ckpt_every == 0 for b in cfg.branch_steps)
     runs = rl_jobs(cfg)
     assert len(runs) == len(set(runs))
     assert {r.branch_step for r in runs if r.method == "grpo"} == set(cfg.branch_steps)

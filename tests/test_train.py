@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from rlntp.data.parity import VOCAB_SIZE, ParityTask, sample_batch
+from rlntp.config import NTPPart
+from rlntp.data.parity import VOCAB_SIZE, ParityTask
 from rlntp.models.gpt import GPT, GPTConfig
 from rlntp.train import checkpoint_path, lr_factor, ntp_loss, train_ntp
 
@@ -16,7 +17,7 @@ def small_model(task: ParityTask) -> GPT:
 def test_ntp_loss_matches_a_direct_formula():
     task = ParityTask(5, 0.5)
     model = small_model(task)
-    b = sample_batch(task, 8, torch.Generator().manual_seed(0))
+    b = task.sample_batch(8, torch.Generator().manual_seed(0))
     loss = ntp_loss(model, b.tokens, b.target_mask)
     logits, _ = model(b.tokens[:, :-1])
     logp = torch.log_softmax(logits, -1)
@@ -36,18 +37,15 @@ class Interrupt(Exception):
 def _train(tmp_path, iters, stop_at=None):
     task = ParityTask(5, 0.5)
     model = small_model(task)
-
-    def sample(g):
-        b = sample_batch(task, 16, g)
-        return b.tokens, b.target_mask
+    cfg = NTPPart(pretrain_iters=iters, pretrain_batch_size=16, pretrain_learning_rate=1e-2,
+                  pretrain_eval_every=2, ckpt_every=4, warmup_steps=1)
 
     def evaluate(m, step):
         if step == stop_at:
             raise Interrupt
         return {"w": sum(p.sum().item() for p in m.parameters())}
 
-    return model, train_ntp(model, sample, iters=iters, lr=1e-2, seed=0, run_dir=tmp_path,
-                            evaluate=evaluate, eval_every=2, ckpt_every=4, warmup=1)
+    return model, train_ntp(model, task, cfg, seed=0, run_dir=tmp_path, evaluate=evaluate)
 
 
 def test_parameters_change_and_checkpoints_are_written(tmp_path):

@@ -25,17 +25,31 @@ import dataclasses
 
 import torch
 
+from rlntp.task import Batch, check_reward_kind, ended, final_token
+
 EOS = 2
 VOCAB_SIZE = 3
 
 
+def prefix_parities(x: torch.Tensor) -> torch.Tensor:
+    """Running parities y_i = x_1 xor ... xor x_i of 0/1 bits ``x`` (shape (..., d))."""
+    return torch.cumsum(x, dim=-1) % 2
+
+
 @dataclasses.dataclass(frozen=True)
 class ParityTask:
-    """d-bit parity with long-demonstration fraction ``p_cot`` and a leap-``chain_step`` chain."""
+    """d-bit parity with long-demonstration fraction ``p_cot`` and a leap-``chain_step`` chain.
+
+    Implements :class:`rlntp.task.Task`.
+    """
 
     d: int
     p_cot: float
     chain_step: int = 1
+
+    vocab_size = VOCAB_SIZE
+    eos = EOS
+    short_len = 1
 
     def __post_init__(self) -> None:
         if self.d < 2:
@@ -52,58 +66,75 @@ class ParityTask:
         return pos if pos[-1] == self.d - 1 else [*pos, self.d - 1]
 
     @property
-    def chain_len(self) -> int:
+    def long_len(self) -> int:
         """Length of a long response (tokens before EOS); d for the plain chain."""
         return len(self.chain_positions)
 
     @property
+    def prompt_len(self) -> int:
+        return self.d
+
+    @property
+    def label(self) -> str:
+        return f"d{self.d}-p{self.p_cot:g}-k{self.chain_step}"
+
+    @property
+    def max_new_tokens(self) -> int:
+        return self.long_len + 1
+
+    @property
     def seq_len(self) -> int:
-        return self.d + self.chain_len + 1
+        return self.d + self.long_len + 1
 
+    def sample_prompts(self, n: int, generator: torch.Generator,
+                       device: str | torch.device = "cpu") -> torch.Tensor:
+        """``n`` fresh prompts (n, d) of uniform bits, int64 on ``device``."""
+        return torch.randint(0, 2, (n, self.d), generator=generator).to(device)
 
-def prefix_parities(x: torch.Tensor) -> torch.Tensor:
-    """Running parities y_i = x_1 xor ... xor x_i of 0/1 bits ``x`` (shape (..., d))."""
-    return torch.cumsum(x, dim=-1) % 2
+    def sample_batch(self, n: int, generator: torch.Generator,
+                     device: str | torch.device = "cpu") -> Batch:
+        """A fresh batch from D(p_cot), built on the CPU generator (reproducible), moved to device."""
+        x = self.sample_prompts(n, generator)
+        is_long = torch.rand(n, generator=generator) < self.p_cot
+        chain = prefix_parities(x)[:, self.chain_positions]                  # (B, L)
+        L = self.long_len
+        short = torch.full((n, L), EOS, dtype=torch.long)
+        short[:, 0] = chain[:, -1]
+        response = torch.where(is_long[:, None], chain, short)
+        tokens = torch.cat([x, response, torch.full((n, 1), EOS, dtype=torch.long)], dim=1)
+        resp_len = torch.where(is_long, L, 1)                                  # tokens before EOS
+        t = torch.arange(self.seq_len - 1)
+        # target t predicts token t+1: response positions d..d+len (the EOS included)
+        target_mask = (t[None, :] >= self.d - 1) & (t[None, :] < self.d + resp_len[:, None])
+        return Batch(tokens.to(device), target_mask.to(device), is_long.to(device))
 
+    def correct(self, prompts: torch.Tensor, responses: torch.Tensor, lengths: torch.Tensor
+                ) -> torch.Tensor:
+        """The final token (the one before EOS) is the parity; an empty response is wrong."""
+        return final_token(responses, lengths) == prompts.sum(-1) % 2
 
-def sample_prompts(task: ParityTask, n: int, generator: torch.Generator,
-                   device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` fresh prompts (n, d) and their parities (n,), as int64 on ``device``."""
-    x = torch.randint(0, 2, (n, task.d), generator=generator)
-    return x.to(device), (x.sum(-1) % 2).to(device)
+    def reward(self, prompts: torch.Tensor, responses: torch.Tensor, lengths: torch.Tensor,
+               kind: str) -> torch.Tensor:
+        """``e2e``: the final token is the parity. ``cot``: the exact chain (length L) or the exact
+        one-token answer. Either way then EOS: a truncated response earns 0."""
+        check_reward_kind(kind)
+        if kind == "e2e":
+            ok = self.correct(prompts, responses, lengths)
+        else:
+            L = self.long_len
+            chain = prefix_parities(prompts)[:, self.chain_positions]            # (B, L)
+            W = min(L, responses.shape[1])
+            long_ok = (lengths == L) & (responses[:, :W] == chain[:, :W]).all(1)
+            ok = long_ok | ((lengths == 1) & (responses[:, 0] == chain[:, -1]))
+        return (ok & ended(responses, lengths)).float()
 
+    def is_long(self, lengths: torch.Tensor) -> torch.Tensor:
+        return lengths > 1
 
-@dataclasses.dataclass
-class ParityBatch:
-    tokens: torch.Tensor       # (B, T) int64
-    target_mask: torch.Tensor  # (B, T-1) bool: which next-token targets tokens[:, 1:] count
-    is_long: torch.Tensor      # (B,) bool
-    parity: torch.Tensor       # (B,) int64
-
-
-def sample_batch(task: ParityTask, batch_size: int, generator: torch.Generator,
-                 device: str | torch.device = "cpu") -> ParityBatch:
-    """A fresh batch from D(p_cot), built on the CPU generator (reproducible), moved to device."""
-    x, parity = sample_prompts(task, batch_size, generator)
-    is_long = torch.rand(batch_size, generator=generator) < task.p_cot
-    chain = prefix_parities(x)[:, task.chain_positions]                   # (B, L)
-    L = task.chain_len
-    short = torch.full((batch_size, L), EOS, dtype=torch.long)
-    short[:, 0] = parity
-    response = torch.where(is_long[:, None], chain, short)
-    tokens = torch.cat([x, response, torch.full((batch_size, 1), EOS, dtype=torch.long)], dim=1)
-    resp_len = torch.where(is_long, L, 1)                                  # tokens before EOS
-    t = torch.arange(task.seq_len - 1)
-    # target t predicts token t+1: response positions d..d+len (the EOS included)
-    target_mask = (t[None, :] >= task.d - 1) & (t[None, :] < task.d + resp_len[:, None])
-    return ParityBatch(tokens.to(device), target_mask.to(device), is_long.to(device),
-                       parity.to(device))
-
-
-def format_example(tokens: torch.Tensor, d: int) -> str:
-    """``1 0 1 1 0 | 1 1 0 1 1 <eos>`` for one sequence (padding after the first EOS dropped)."""
-    toks = tokens.tolist()
-    resp = toks[d:]
-    resp = resp[: resp.index(EOS) + 1] if EOS in resp else resp
-    show = {0: "0", 1: "1", EOS: "<eos>"}
-    return " ".join(show[t] for t in toks[:d]) + " | " + " ".join(show[t] for t in resp)
+    def format(self, tokens: torch.Tensor) -> str:
+        """``1 0 1 1 0 | 1 1 0 1 1 <eos>`` for one sequence (padding after the first EOS dropped)."""
+        toks = tokens.tolist()
+        resp = toks[self.d:]
+        resp = resp[: resp.index(EOS) + 1] if EOS in resp else resp
+        show = {0: "0", 1: "1", EOS: "<eos>"}
+        return " ".join(show[t] for t in toks[: self.d]) + " | " + " ".join(show[t] for t in resp)

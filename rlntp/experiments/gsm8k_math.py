@@ -7,7 +7,7 @@ them with the worked solution, and saves checkpoints at the epochs ``sft_checkpo
 from it with the correctness reward. Both are cached under ``cfg.path / "runs"``.
 
 Sequences seen: SFT counts ``epoch x train_size`` (sequences are reused across epochs); GRPO
-adds ``step x prompts_per_step x num_generations`` (every generation counts).
+adds ``step x prompts_per_iter x num_generations`` (every generation counts).
 
 Several GPUs (TRL's own path; every process runs this driver)::
 
@@ -26,7 +26,17 @@ from typing import Any, ClassVar
 
 import torch
 
-from rlntp.config import ConfigError, ExperimentConfig, require, resolve
+from rlntp.config import (
+    ConfigError,
+    ExperimentConfig,
+    RLPart,
+    param,
+    parse_param,
+    require,
+    require_at_least,
+    require_positive,
+    resolve,
+)
 from rlntp.data.math_text import (
     DATASETS,
     HUB,
@@ -43,68 +53,58 @@ MODELS_HELP = "'smollm2-135m', 'tiny-random', a local model folder or a hub id"
 
 
 @dataclasses.dataclass(frozen=True)
-class GSM8KMathConfig(ExperimentConfig):
-    """SFT on the short/long mixture, then GRPO. Defaults are the ``cpu`` preset."""
+class GSM8KMathConfig(RLPart, ExperimentConfig):
+    """SFT on the short/long mixture, then GRPO with TRL. Defaults are the ``cpu`` preset."""
 
     CHAPTER: ClassVar[str] = "05_gsm8k_math"
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": dict(model="tiny-random", workers=1, sample_data=True, train_size=8, test_size=4,
                       p_cot=0.25, sft_epochs=2, sft_checkpoints=(1, 2), sft_batch_size=4,
-                      grpo_steps=2, prompts_per_step=2, num_generations=2,
-                      max_completion_length=8, eval_every=1, lr_sft=1e-3, lr_grpo=1e-3),
-        "cpu": {},
-        "paper": dict(model="meta-llama/Llama-3.2-3B", dtype="bfloat16", train_size=None,
-                      test_size=None, p_cot=0.05, sft_epochs=30,
-                      sft_checkpoints=tuple(range(1, 31)), sft_batch_size=64, lr_sft=1e-5,
-                      grpo_steps=200, prompts_per_step=16, num_generations=8,
-                      max_completion_length=512, lr_grpo=1e-6, eval_every=20,
-                      eval_batch_size=64),
+                      rl_iters=2, prompts_per_iter=2, num_generations=2,
+                      max_completion_length=8, eval_every=1, sft_learning_rate=1e-3,
+                      learning_rate=1e-3),
+        "cpu": dict(rl_iters=4, prompts_per_iter=2, num_generations=4, learning_rate=1e-5,
+                    eval_every=2),
+        "paper": dict(model="meta-llama/Llama-3.2-3B", dtype="bfloat16", train_size=0,
+                      test_size=0, p_cot=0.05, sft_epochs=30,
+                      sft_checkpoints=tuple(range(1, 31)), sft_batch_size=64,
+                      sft_learning_rate=1e-5, rl_iters=200, prompts_per_iter=16,
+                      num_generations=8, max_completion_length=512, learning_rate=1e-6,
+                      eval_every=20, eval_batch_size=64),
     }
 
-    seeds: tuple[int, ...] = (0,)
-    dataset: str = "gsm8k"            # gsm8k | math
-    model: str = "smollm2-135m"       # see MODELS_HELP
-    dtype: str = "float32"            # bfloat16 trains in bf16 (GPU)
-    data_dir: str | None = None       # None: $RLNTP_DATA_DIR or ../shared/data; "hub": download
-    sample_data: bool = False         # read the 64/32-problem sample_*.jsonl files (smoke)
-    train_size: int | None = 64       # a seeded subset of the train split (None = all)
-    test_size: int | None = 32        # a fixed subset of the test split (None = all)
-    subset_seed: int = 0              # picks both subsets (the same for every training seed)
-    p_cot: float = 0.05               # fraction of training problems with the worked solution
-    sft_epochs: int = 2
-    sft_checkpoints: tuple[int, ...] = (1, 2)  # epochs GRPO starts from
-    sft_batch_size: int = 8
-    lr_sft: float = 2e-5              # AdamW, constant (ours)
-    grpo_steps: int = 4
-    prompts_per_step: int = 2         # prompts per GRPO step ...
-    num_generations: int = 4          # ... times samples per prompt
-    max_completion_length: int = 96   # tokens, for GRPO samples and greedy evaluation
-    lr_grpo: float = 1e-5             # AdamW, constant (ours)
-    beta: float = 0.0                 # KL penalty to the SFT checkpoint (0: no reference model)
-    temperature: float = 1.0          # GRPO sampling temperature
-    eval_every: int = 2               # GRPO steps between greedy evaluations
-    eval_batch_size: int = 16
+    seeds: tuple[int, ...] = param((0,), "training seeds (one SFT run and its GRPO branches each)")
+    dataset: str = param("gsm8k", f"one of {DATASETS}")
+    model: str = param("smollm2-135m", MODELS_HELP)
+    dtype: str = param("float32", "'float32' or 'bfloat16' (trains in bf16, GPU)")
+    data_dir: str | None = param(None, "None: $RLNTP_DATA_DIR or ../shared/data; 'hub': download")
+    sample_data: bool = param(False, "read the 64/32-problem sample_*.jsonl files (smoke)")
+    train_size: int = param(64, "a seeded subset of the train split (0: all)")
+    test_size: int = param(32, "a fixed subset of the test split (0: all)")
+    subset_seed: int = param(0, "picks both subsets (the same for every training seed)")
+    p_cot: float = param(0.05, "fraction of training problems with the worked solution")
+    sft_epochs: int = param(2, "SFT epochs")
+    sft_checkpoints: tuple[int, ...] = param((1, 2), "SFT epochs GRPO starts from")
+    sft_batch_size: int = param(8, "SFT batch size")
+    sft_learning_rate: float = param(2e-5, "SFT learning rate (AdamW, constant; ours)")
+    max_completion_length: int = param(96, "tokens, for GRPO samples and greedy evaluation")
+    eval_batch_size: int = param(16, "prompts per batch of greedy evaluation")
 
-    def validate(self) -> None:
+    def check(self) -> None:
+        require(self.device in ("auto", "cpu", "cuda"), "device", self.device,
+                "'auto', 'cpu' or 'cuda' (TRL places the model itself: choose a GPU with "
+                "CUDA_VISIBLE_DEVICES=N)")
         require(self.dataset in DATASETS, "dataset", self.dataset, f"one of {DATASETS}")
         require(self.dtype in ("float32", "bfloat16"), "dtype", self.dtype,
                 "'float32' or 'bfloat16'")
         require(0.0 <= self.p_cot <= 1.0, "p_cot", self.p_cot, "a number in [0, 1]")
-        for name in ("train_size", "test_size"):
-            value = getattr(self, name)
-            require(value is None or value >= 1, name, value, "None (all) or an integer >= 1")
-        for name in ("sft_epochs", "sft_batch_size", "grpo_steps", "prompts_per_step",
-                     "max_completion_length", "eval_every", "eval_batch_size"):
-            require(getattr(self, name) >= 1, name, getattr(self, name), "an integer >= 1")
-        require(self.num_generations >= 2, "num_generations", self.num_generations,
-                "an integer >= 2 (GRPO compares samples of one prompt)")
+        require_at_least(self, 0, ("train_size", "test_size"))
+        require_at_least(self, 1, ("sft_epochs", "sft_batch_size", "max_completion_length",
+                                   "eval_batch_size"))
         require(len(self.sft_checkpoints) > 0 and all(
             1 <= e <= self.sft_epochs for e in self.sft_checkpoints), "sft_checkpoints",
             self.sft_checkpoints, f"a non-empty list of epochs in 1..sft_epochs={self.sft_epochs}")
-        require(self.lr_sft > 0 and self.lr_grpo > 0, "lr_sft/lr_grpo",
-                (self.lr_sft, self.lr_grpo), "positive floats")
-        require(self.beta >= 0, "beta", self.beta, "a float >= 0")
-        require(self.temperature > 0, "temperature", self.temperature, "a float > 0")
+        require_positive(self, ("sft_learning_rate",))
         if self.data_dir != HUB:  # fail now, not inside a training job
             try:
                 data_root(self.data_dir)
@@ -134,8 +134,8 @@ def _setup(cfg: GSM8KMathConfig, seed: int):
     torch.manual_seed(seed)
     tok = load_tokenizer(cfg.model)
     kw = dict(seed=cfg.subset_seed, data_dir=cfg.data_dir, sample=cfg.sample_data)
-    train = load_problems(cfg.dataset, "train", cfg.train_size, **kw)
-    test = load_problems(cfg.dataset, "test", cfg.test_size, **kw)
+    train = load_problems(cfg.dataset, "train", cfg.train_size or None, **kw)
+    test = load_problems(cfg.dataset, "test", cfg.test_size or None, **kw)
     return tok, train, test
 
 
@@ -155,7 +155,7 @@ def sft_run(cfg: GSM8KMathConfig, seed: int, root: Path) -> dict[str, Any]:
     long = choose_long(len(train), cfg.p_cot, seed)
     initial = evaluate(model, tok, rl_records(test, cfg.dataset, tok), s)
     losses = sft(model, tok, sft_records(train, long, cfg.dataset, tok), s,
-                 root / f"seed{seed}" / "sft", cfg.sft_epochs, cfg.sft_checkpoints, cfg.lr_sft,
+                 root / f"seed{seed}" / "sft", cfg.sft_epochs, cfg.sft_checkpoints, cfg.sft_learning_rate,
                  cfg.sft_batch_size)
     return {"initial": initial, "losses": losses, "n_long": sum(long), "n_train": len(long)}
 
@@ -172,8 +172,7 @@ def grpo_branch(cfg: GSM8KMathConfig, seed: int, epoch: int, root: Path
     model = load_model(str(ckpt), tok, seed, getattr(torch, cfg.dtype)).to(s.device)
     return grpo(model, tok, rl_records(train, cfg.dataset, tok),
                 rl_records(test, cfg.dataset, tok), s, root / f"seed{seed}" / f"grpo_epoch{epoch}",
-                cfg.grpo_steps, cfg.prompts_per_step, cfg.num_generations, cfg.lr_grpo,
-                cfg.beta, cfg.temperature, cfg.eval_every)
+                cfg)
 
 
 def cached_sft_run(cfg: GSM8KMathConfig, seed: int, root: Path) -> dict[str, Any]:
@@ -208,15 +207,12 @@ def run_all(cfg: GSM8KMathConfig) -> tuple[list[dict[str, Any]], dict[int, dict[
         for step, metrics in sorted(history.items()):
             rows += metric_rows(metrics, **keys, phase="rl", method="grpo", reward="correct",
                                 temperature=cfg.temperature, seed=seed, branch_step=epoch,
-                                step=step, sequences_seen=epoch * n + step * cfg.prompts_per_step
-                                * cfg.num_generations)
+                                step=step, sequences_seen=epoch * n + step * cfg.rl_batch)
     return rows, sfts
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the chapter's experiment without the notebook (e.g. under ``accelerate launch``)."""
-    from rlntp.book import _parse_param
-
     ap = argparse.ArgumentParser(prog="python -m rlntp.experiments.gsm8k_math",
                                  description=__doc__.split("\n")[0])
     ap.add_argument("--preset", default="cpu", choices=tuple(GSM8KMathConfig.PRESETS))
@@ -224,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="a config field (JSON value), e.g. -p dataset=math -p 'seeds=[0,1]'")
     args = ap.parse_args(argv)
     t0 = time.time()
-    cfg = resolve(GSM8KMathConfig, preset=args.preset, **dict(map(_parse_param, args.param)))
+    cfg = resolve(GSM8KMathConfig, preset=args.preset, **dict(map(parse_param, args.param)))
     print(cfg.describe())
     rows, _ = run_all(cfg)
     if _is_main_process():

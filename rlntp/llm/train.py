@@ -20,6 +20,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, Trai
 from transformers.trainer_callback import PrinterCallback
 from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
 
+from rlntp.config import RLPart
 from rlntp.data.math_text import is_long
 from rlntp.llm.rewards import CORRECT, correctness_reward
 
@@ -138,25 +139,24 @@ class _EvalEvery(TrainerCallback):
 
 
 def grpo(model: PreTrainedModel, tok: PreTrainedTokenizerBase, train: list[dict[str, str]],
-         test: list[dict[str, str]], s: TrainSettings, out_dir: Path, steps: int,
-         prompts_per_step: int, num_generations: int, lr: float, beta: float,
-         temperature: float, eval_every: int) -> dict[int, dict[str, float]]:
-    """GRPO with the correctness reward, ``steps`` steps of ``prompts_per_step`` prompts x
-    ``num_generations`` samples (on-policy: one update per generation batch).
+         test: list[dict[str, str]], s: TrainSettings, out_dir: Path, cfg: RLPart
+         ) -> dict[int, dict[str, float]]:
+    """GRPO with the correctness reward, ``cfg.rl_iters`` steps of ``cfg.prompts_per_iter``
+    prompts x ``cfg.num_generations`` samples (``cfg.num_iterations`` updates per batch).
 
     Returns {step: metrics}: greedy test metrics at step 0, every ``eval_every`` steps and at the
     end; from TRL's log of every step, ``reward_mean``, ``loss`` and ``frac_reward_zero_std``
     (the fraction of prompts whose samples all got the same reward: no gradient from them).
     """
     args = GRPOConfig(
-        **_common_args(s, out_dir, lr), max_steps=steps,
-        per_device_train_batch_size=prompts_per_step * num_generations,
-        gradient_accumulation_steps=1, num_generations=num_generations, num_iterations=1,
-        max_completion_length=s.max_completion_length, temperature=temperature,
-        loss_type="grpo", beta=beta, scale_rewards="group", logging_steps=1,
-        log_completions=False,
+        **_common_args(s, out_dir, cfg.learning_rate), max_steps=cfg.rl_iters,
+        per_device_train_batch_size=cfg.rl_batch, gradient_accumulation_steps=1,
+        num_generations=cfg.num_generations, num_iterations=cfg.num_iterations,
+        epsilon=cfg.epsilon, max_completion_length=s.max_completion_length,
+        temperature=cfg.temperature, loss_type="grpo", beta=cfg.beta, scale_rewards="group",
+        logging_steps=1, log_completions=False,
     )
-    callback = _EvalEvery(eval_every, lambda m: evaluate(m, tok, test, s))
+    callback = _EvalEvery(cfg.eval_every, lambda m: evaluate(m, tok, test, s))
     results = {0: evaluate(model, tok, test, s)}
     trainer = GRPOTrainer(model=model, reward_funcs=correctness_reward(s.dataset), args=args,
                           train_dataset=Dataset.from_list(train), processing_class=tok,

@@ -86,10 +86,6 @@ class GPT(nn.Module):
         if isinstance(m, nn.Linear) and m.bias is not None:
             nn.init.zeros_(m.bias)
 
-    @property
-    def n_params(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None
                 ) -> tuple[torch.Tensor, KVCache]:
         """Logits (B, T, vocab) for tokens ``idx`` (B, T) following the ``cache``d prefix."""

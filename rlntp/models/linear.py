@@ -26,7 +26,7 @@ import dataclasses
 
 import torch
 
-from rlntp.data.parity import EOS, VOCAB_SIZE, ParityTask, prefix_parities, sample_prompts
+from rlntp.data.parity import EOS, VOCAB_SIZE, ParityTask, prefix_parities
 
 
 def n_features(d: int) -> int:
@@ -105,8 +105,8 @@ class Rollouts:
 
 
 def sample_prompts_batch(n_models: int, n: int, d: int, gen: torch.Generator) -> torch.Tensor:
-    """Fresh uniform prompts (B, n, d), via :func:`rlntp.data.parity.sample_prompts`."""
-    return sample_prompts(ParityTask(d, 1.0), n_models * n, gen)[0].view(n_models, n, d)
+    """Fresh uniform prompts (B, n, d), via :meth:`rlntp.data.parity.ParityTask.sample_prompts`."""
+    return ParityTask(d, 1.0).sample_prompts(n_models * n, gen).view(n_models, n, d)
 
 
 def sample_mixture(p_cot: torch.Tensor, n: int, d: int, gen: torch.Generator) -> Rollouts:
@@ -130,7 +130,7 @@ def token_nll(W: torch.Tensor, ro: Rollouts, pos: slice = slice(None)) -> torch.
     return nll * ro.target_mask[..., pos]
 
 
-def ntp_loss(W: torch.Tensor, ro: Rollouts) -> torch.Tensor:
+def linear_ntp_loss(W: torch.Tensor, ro: Rollouts) -> torch.Tensor:
     """Per-model NTP loss (B,): each position's loss averaged over the sequences that reach it.
 
     Every position's predictor is thus trained on its own stream of examples, as each class H_t

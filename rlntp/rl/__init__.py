@@ -1,6 +1,7 @@
-"""RL after next-token prediction: one shared rollout and rewards, and three algorithms.
+"""RL after next-token prediction: one rollout, one loop, three algorithms; rewards come from
+the task (:meth:`rlntp.task.Task.reward`).
 
 - :mod:`rlntp.rl.rollout`: sample n responses per prompt with KV caching, score them.
-- :mod:`rlntp.rl.rewards`: the end-to-end and the chain-of-thought reward.
+- :mod:`rlntp.rl.train`: the resumable RL loop and the table of methods.
 - :mod:`rlntp.rl.grpo`, :mod:`rlntp.rl.reinforce`, :mod:`rlntp.rl.star`: one update each.
 """

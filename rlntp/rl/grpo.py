@@ -1,15 +1,15 @@
 """GRPO (Shao et al., 2024): group-normalised advantages and the clipped surrogate, as in TRL.
 
-For each prompt, G responses are sampled; a response's advantage is its reward minus the group
-mean, divided by the group standard deviation (+1e-4; a group with equal rewards gives 0). The
-loss (TRL's ``loss_type="grpo"``) averages the per-token clipped surrogate over each response,
-then over responses::
+For each prompt, G = ``num_generations`` responses are sampled; a response's advantage is its
+reward minus the group mean, divided by the group standard deviation (+1e-4; a group with equal
+rewards gives 0). The loss (TRL's ``loss_type="grpo"``) averages the per-token clipped surrogate
+over each response, then over responses::
 
     ratio = exp(logp - logp_old)
     per_token = -min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A) + beta * KL(ref || model)
 
-The batch is reused ``updates`` times (PPO-style): the ratio and its clipping only matter from
-the second update on. With ``beta > 0`` the k3 estimator of the KL to the reference model
+The batch is reused ``num_iterations`` times (PPO-style): the ratio and its clipping only matter
+from the second update on. With ``beta > 0`` the k3 estimator of the KL to the reference model
 (the starting checkpoint) is added per token.
 """
 
@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import torch
 
-from rlntp.rl.rollout import Rollout, optimizer_step, response_logprobs
+from rlntp.config import RLLoopPart
+from rlntp.rl.rollout import Rollout, response_logprobs
+from rlntp.train import optimizer_step
 
 
 def group_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
@@ -40,17 +42,17 @@ def grpo_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: to
     return ((per_token * m).sum(-1) / m.sum(-1).clamp(min=1.0)).mean()
 
 
-def grpo_step(model: torch.nn.Module, opt: torch.optim.Optimizer, ro: Rollout, group_size: int,
-              temperature: float, updates: int = 1, epsilon: float = 0.2, beta: float = 0.0,
-              ref_model: torch.nn.Module | None = None) -> dict[str, float]:
-    """``updates`` gradient steps on one rollout; returns the last loss."""
-    adv = group_advantages(ro.reward, group_size)
-    ref = None
-    if beta != 0.0:
+def update(model: torch.nn.Module, opt: torch.optim.Optimizer, ro: Rollout, cfg: RLLoopPart,
+           temperature: float, ref: torch.nn.Module | None, generator: torch.Generator
+           ) -> dict[str, float]:
+    """``num_iterations`` gradient steps on one rollout; returns the last loss."""
+    adv = group_advantages(ro.reward, cfg.num_generations)
+    ref_logp = None
+    if cfg.beta != 0.0:
         with torch.no_grad():
-            ref = response_logprobs(ref_model, ro.prompts, ro.responses, temperature)
-    for _ in range(updates):
+            ref_logp = response_logprobs(ref, ro.prompts, ro.responses, temperature)
+    for _ in range(cfg.num_iterations):
         logp = response_logprobs(model, ro.prompts, ro.responses, temperature)
-        loss = grpo_loss(logp, ro.logprobs, adv, ro.mask, epsilon, beta, ref)
-        optimizer_step(model, opt, loss)
+        loss = grpo_loss(logp, ro.logprobs, adv, ro.mask, cfg.epsilon, cfg.beta, ref_logp)
+        optimizer_step(model, opt, loss, cfg.max_grad_norm)
     return {"loss": loss.item()}

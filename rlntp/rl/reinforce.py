@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import torch
 
-from rlntp.rl.rollout import Rollout, optimizer_step, response_logprobs
+from rlntp.config import RLLoopPart
+from rlntp.rl.rollout import Rollout, response_logprobs
+from rlntp.train import optimizer_step
 
 
 def reinforce_loss(logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor
@@ -17,11 +19,12 @@ def reinforce_loss(logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch
     return -(advantages * (logprobs * mask).sum(-1)).mean()
 
 
-def reinforce_step(model: torch.nn.Module, opt: torch.optim.Optimizer, ro: Rollout,
-                   temperature: float) -> dict[str, float]:
+def update(model: torch.nn.Module, opt: torch.optim.Optimizer, ro: Rollout, cfg: RLLoopPart,
+           temperature: float, ref: torch.nn.Module | None, generator: torch.Generator
+           ) -> dict[str, float]:
     """One gradient step on one rollout; returns the loss."""
     adv = ro.reward - ro.reward.mean()
     logp = response_logprobs(model, ro.prompts, ro.responses, temperature)
     loss = reinforce_loss(logp, adv, ro.mask)
-    optimizer_step(model, opt, loss)
+    optimizer_step(model, opt, loss, cfg.max_grad_norm)
     return {"loss": loss.item()}

@@ -1,10 +1,10 @@
 """The rollout every RL method shares: sample responses with KV caching, score them.
 
 A rollout of P prompts with group size G holds N = P * G responses (each prompt's G responses
-are consecutive rows), padded with EOS to ``W = chain_len + 1`` tokens, their lengths, the
+are consecutive rows), padded with EOS to ``W = task.max_new_tokens`` tokens, their lengths, the
 per-token log-probabilities under the sampling policy (the model's logits divided by the
 temperature, as in TRL), which tokens the policy chose (``mask``: the response and its EOS) and
-the reward of each response.
+the reward of each response (the task's ``reward`` of the run's kind).
 """
 
 from __future__ import annotations
@@ -13,14 +13,13 @@ import dataclasses
 
 import torch
 
-from rlntp.data.parity import EOS, ParityTask
 from rlntp.models.gpt import generate
-from rlntp.rl.rewards import reward
+from rlntp.task import Task
 
 
 @dataclasses.dataclass
 class Rollout:
-    prompts: torch.Tensor    # (N, d) int64
+    prompts: torch.Tensor    # (N, P) int64
     responses: torch.Tensor  # (N, W) int64, EOS after the first EOS
     lengths: torch.Tensor    # (N,) tokens before EOS (W when truncated)
     mask: torch.Tensor       # (N, W) bool: the tokens the policy chose (response + first EOS)
@@ -29,7 +28,7 @@ class Rollout:
 
     @property
     def tokens(self) -> torch.Tensor:
-        """Prompt and response, (N, d + W)."""
+        """Prompt and response, (N, P + W)."""
         return torch.cat([self.prompts, self.responses], dim=1)
 
     @property
@@ -54,21 +53,11 @@ def chosen_mask(lengths: torch.Tensor, width: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def rollout(model: torch.nn.Module, task: ParityTask, prompts: torch.Tensor, group_size: int,
-            temperature: float, reward_name: str, generator: torch.Generator) -> Rollout:
+def rollout(model: torch.nn.Module, task: Task, prompts: torch.Tensor, group_size: int,
+            temperature: float, reward_kind: str, generator: torch.Generator) -> Rollout:
     """Sample ``group_size`` responses per prompt at ``temperature`` (> 0) and score them."""
     x = prompts.repeat_interleave(group_size, dim=0)
-    responses, lengths = generate(model, x, task.chain_len + 1, temperature, EOS, generator)
+    responses, lengths = generate(model, x, task.max_new_tokens, temperature, task.eos, generator)
     logprobs = response_logprobs(model, x, responses, temperature)
     return Rollout(x, responses, lengths, chosen_mask(lengths, responses.shape[1]), logprobs,
-                   reward(reward_name, task, x, responses, lengths))
-
-
-def optimizer_step(model: torch.nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor,
-                   max_grad_norm: float = 1.0) -> None:
-    """One gradient step on ``loss`` with gradient-norm clipping (all methods use this)."""
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-    opt.step()
-
+                   task.reward(x, responses, lengths, reward_kind))

@@ -1,0 +1,52 @@
+"""Every chapter notebook: its parameters cell lists exactly its config's fields, resolved in one
+line, and a misspelt ``-p NAME`` stops with one error naming it."""
+
+import ast
+import json
+from pathlib import Path
+
+import papermill as pm
+import pytest
+
+from rlntp.config import parameters_cell
+from rlntp.experiments.gsm8k_math import GSM8KMathConfig
+from rlntp.experiments.linear_theory import LinearTheoryConfig
+from rlntp.experiments.parity_pretrain import ParityPretrainConfig
+from rlntp.experiments.parity_rl import ParityRLConfig
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIGS = {
+    "01_parity_pretraining": ParityPretrainConfig,
+    "02_parity_rl": ParityRLConfig,
+    "03_linear_theory": LinearTheoryConfig,
+    "05_gsm8k_math": GSM8KMathConfig,
+}
+
+
+def _cells(name: str) -> list[dict]:
+    return json.loads((REPO / "notebooks" / f"{name}.ipynb").read_text())["cells"]
+
+
+def test_every_notebook_has_a_config():
+    assert {p.stem for p in (REPO / "notebooks").glob("*.ipynb")} == set(CONFIGS)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_parameters_cell_names_equal_the_config_fields(name):
+    cls = CONFIGS[name]
+    (cell,) = [c for c in _cells(name) if "parameters" in c["metadata"].get("tags", [])]
+    source = "".join(cell["source"])
+    names = [t.id for node in ast.parse(source).body for t in node.targets]
+    assert names == cls.field_names()
+    assert source == parameters_cell(cls), "regenerate the cell with rlntp.config.parameters_cell"
+    code = "".join("".join(c["source"]) for c in _cells(name) if c["cell_type"] == "code")
+    assert f"resolve_notebook({cls.__name__}, globals())" in code.replace("prl.", "")
+
+
+@pytest.mark.slow
+def test_a_misspelt_parameter_stops_the_notebook(tmp_path):
+    with pytest.raises(pm.PapermillExecutionError) as err:
+        pm.execute_notebook(str(REPO / "notebooks" / "02_parity_rl.ipynb"), str(tmp_path / "o.ipynb"),
+                            parameters={"preset": "smoke", "out_dir": str(tmp_path), "bta": 0.1},
+                            kernel_name="python3", progress_bar=False, cwd=str(REPO))
+    assert err.value.ename == "ConfigError" and "bta" in err.value.evalue
