@@ -11,6 +11,7 @@ import pytest
 from rlntp.config import parameters_cell
 from rlntp.experiments.gsm8k_math import GSM8KMathConfig
 from rlntp.experiments.linear_theory import LinearTheoryConfig
+from rlntp.experiments.multiplication import MultiplicationConfig
 from rlntp.experiments.parity_pretrain import ParityPretrainConfig
 from rlntp.experiments.parity_rl import ParityRLConfig
 
@@ -19,6 +20,7 @@ CONFIGS = {
     "01_parity_pretraining": ParityPretrainConfig,
     "02_parity_rl": ParityRLConfig,
     "03_linear_theory": LinearTheoryConfig,
+    "04_multiplication": MultiplicationConfig,
     "05_gsm8k_math": GSM8KMathConfig,
 }
 
@@ -40,7 +42,7 @@ def test_parameters_cell_names_equal_the_config_fields(name):
     assert names == cls.field_names()
     assert source == parameters_cell(cls), "regenerate the cell with rlntp.config.parameters_cell"
     code = "".join("".join(c["source"]) for c in _cells(name) if c["cell_type"] == "code")
-    assert f"resolve_notebook({cls.__name__}, globals())" in code.replace("prl.", "")
+    assert f"resolve_notebook({cls.__name__}, globals())" in code.replace("prl.", "").replace("exp.", "")
 
 
 @pytest.mark.slow

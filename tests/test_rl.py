@@ -210,7 +210,7 @@ def test_pretrain_config_and_jobs(tmp_path) -> None:
 def test_carry_forward_extends_stopped_runs() -> None:
     import pandas as pd
 
-    from rlntp.experiments.parity_rl import carry_forward
+    from rlntp.experiments.runs import carry_forward
 
     key = dict(method="grpo", reward="e2e", temperature=1.0, branch_step=10, metric="acc_greedy")
     rows = [dict(key, seed=0, step=s, sequences_seen=100 + 64 * s, value=v)

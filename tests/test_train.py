@@ -73,3 +73,24 @@ def test_lr_schedule_warms_up_then_decays_to_the_floor():
     assert lr_factor(10, 100, 10, 0.1) == 1.0
     assert abs(lr_factor(100, 100, 10, 0.1) - 0.1) < 1e-12
     assert lr_factor(50, 100, 10, 0.1) > lr_factor(80, 100, 10, 0.1)
+
+
+def test_grouped_loss_equals_the_plain_loss_and_its_gradient():
+    """``ntp_loss(..., groups)`` (long and short rows apart, each cut after its last target) is a
+    speed trick: the same loss and gradient as the plain masked loss, to float rounding."""
+    from rlntp.data.multiplication import MultiplicationTask
+
+    for task in (ParityTask(6, 0.3), MultiplicationTask(3, 0.25)):
+        torch.manual_seed(0)
+        model = GPT(GPTConfig(task.vocab_size, task.seq_len, n_layer=2, n_head=2, n_embd=32))
+        b = task.sample_batch(64, torch.Generator().manual_seed(1))
+        assert b.is_long.any() and (~b.is_long).any()
+        grads = []
+        for groups in (None, b.is_long):
+            model.zero_grad()
+            loss = ntp_loss(model, b.tokens, b.target_mask, groups)
+            loss.backward()
+            grads.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
+        (plain, g_plain), (grouped, g_grouped) = grads
+        assert torch.allclose(plain, grouped, atol=1e-6)
+        assert all(torch.allclose(a, c, atol=1e-6) for a, c in zip(g_plain, g_grouped, strict=True))

@@ -13,16 +13,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
+import pandas as pd
+
 from rlntp.config import ExperimentConfig, ModelPart, NTPPart, RLLoopPart, param, require
 from rlntp.data.multiplication import MAX_DIGITS, MultiplicationTask
-from rlntp.experiments.runs import (
-    RLRun,
-    check_checkpoints,
-    pretrain_rows,
-    pretrain_run,
-    rl_rows,
-    rl_run,
-)
+from rlntp.experiments import runs
 from rlntp.parallel import run_jobs
 from rlntp.rl.train import METHODS, RLHistory
 from rlntp.task import REWARDS
@@ -76,22 +71,100 @@ class MultiplicationConfig(RLLoopPart, NTPPart, ModelPart, ExperimentConfig):
         return MultiplicationTask(self.digits, self.p_cot)
 
 
-def rl_jobs(cfg: MultiplicationConfig) -> list[RLRun]:
+def rl_jobs(cfg: MultiplicationConfig) -> list[runs.RLRun]:
     """Every method from every branch step, for every seed."""
-    return [RLRun(m, cfg.reward, cfg.temperature, b, s) for m in cfg.methods
+    return [runs.RLRun(m, cfg.reward, cfg.temperature, b, s) for m in cfg.methods
             for b in cfg.branch_steps for s in cfg.seeds]
 
 
 def run_all(cfg: MultiplicationConfig) -> list[dict[str, Any]]:
     """Pre-training (one run per seed), then the RL runs; their tidy metric rows."""
     task = cfg.task
-    pre: list[History] = run_jobs(pretrain_run, [(cfg, task, s) for s in cfg.seeds],
+    pre: list[History] = run_jobs(runs.pretrain_run, [(cfg, task, s) for s in cfg.seeds],
                                   cfg.n_workers, desc="pre-training")
-    check_checkpoints(cfg, task)
-    runs = rl_jobs(cfg)
-    hists: list[RLHistory] = run_jobs(rl_run, [(cfg, task, r) for r in runs], cfg.n_workers,
+    runs.check_checkpoints(cfg, task)
+    jobs = rl_jobs(cfg)
+    hists: list[RLHistory] = run_jobs(runs.rl_run, [(cfg, task, r) for r in jobs], cfg.n_workers,
                                       desc="RL runs")
     rows: list[dict[str, Any]] = []
     for seed, hist in zip(cfg.seeds, pre, strict=True):
-        rows += pretrain_rows(hist, cfg, task, seed, EXPERIMENT, cfg.digits)
-    return rows + rl_rows(dict(zip(runs, hists, strict=True)), cfg, task, EXPERIMENT, cfg.digits)
+        rows += runs.pretrain_rows(hist, cfg, task, seed, EXPERIMENT, cfg.digits)
+    return rows + runs.rl_rows(dict(zip(jobs, hists, strict=True)), cfg, task, EXPERIMENT, cfg.digits)
+
+
+def wide(df: pd.DataFrame, phase: str) -> pd.DataFrame:
+    """The rows of ``phase`` with one column per metric."""
+    index = ["seed", "step", "sequences_seen"] + (["method", "branch_step"] if phase == "rl" else [])
+    return df[df.phase == phase].pivot_table(index=index, columns="metric", values="value").reset_index()
+
+
+def at_branches(df: pd.DataFrame, cfg: MultiplicationConfig) -> pd.DataFrame:
+    """The pre-training checkpoints RL starts from: per branch step, the median over seeds."""
+    pre = wide(df, "pretrain")
+    cols = ["acc_greedy", "len_median_greedy", "frac_long_sample", "acc_sample_long",
+            "acc_sample_short"]
+    return pre[pre.step.isin(cfg.branch_steps)].groupby("step")[cols].median()
+
+
+def rl_outcomes(df: pd.DataFrame, cfg: MultiplicationConfig, method: str = "grpo"
+                ) -> pd.DataFrame:
+    """Per branch step (median over seeds): the checkpoint, the RL run's end, and pre-training
+    alone after as many further sequences as the RL run generated (its next evaluation)."""
+    pre, rl = wide(df, "pretrain"), wide(df, "rl")
+    rl = rl[rl.method == method]
+    out = []
+    for b in cfg.branch_steps:
+        runs = rl[rl.branch_step == b]
+        if runs.empty:
+            continue
+        end = runs[runs.step == runs.groupby("seed").step.transform("max")]
+        start = runs[runs.step == 0]
+        later = pre[pre.sequences_seen >= end.sequences_seen.max()]
+        alone = later[later.step == later.step.min()] if not later.empty else pre[pre.step == pre.step.max()]
+        out.append(dict(branch_step=b, ckpt_acc_sample_long=start.acc_sample_long.median(),
+                        ckpt_acc_greedy=start.acc_greedy.median(),
+                        ckpt_len_mean_greedy=start.len_mean_greedy.median(),
+                        rl_acc_greedy=end.acc_greedy.median(),
+                        rl_len_mean_greedy=end.len_mean_greedy.median(),
+                        rl_sequences=int(end.sequences_seen.max() - b * cfg.pretrain_batch_size),
+                        alone_acc_greedy=alone.acc_greedy.median(), alone_covered=not later.empty))
+    return pd.DataFrame(out).set_index("branch_step") if out else pd.DataFrame()
+
+
+def checks(df: pd.DataFrame, cfg: MultiplicationConfig) -> pd.DataFrame:
+    """The chapter's claims at the last branch step (medians over seeds), each with its target
+    and whether it holds (None: not measurable with these parameters)."""
+    task, main = cfg.task, max(cfg.branch_steps)
+    ck = at_branches(df, cfg).loc[main]
+    outcome = rl_outcomes(df, cfg)
+    rows = [
+        ("|P(long, T = 1) - p_cot| after pre-training", abs(ck.frac_long_sample - cfg.p_cot), "<= 0.05"),
+        ("median greedy length after pre-training", ck.len_median_greedy, f"= {task.short_len} (short)"),
+        ("greedy acc - sampled short acc after pre-training",
+         ck.acc_greedy - ck.get("acc_sample_short", float("nan")), "<= 0.05"),
+        ("sampled long answers right after pre-training", ck.get("acc_sample_long", float("nan")),
+         ">= 0.9"),
+    ]
+    holds = [rows[0][1] <= 0.05, rows[1][1] == task.short_len, rows[2][1] <= 0.05, rows[3][1] >= 0.9]
+    if main in outcome.index:
+        o = outcome.loc[main]
+        gain = o.rl_acc_greedy - o.alone_acc_greedy
+        rows += [("GRPO greedy acc - pre-training alone at the same sequences", gain, ">= 0.5"),
+                 ("mean greedy length after GRPO", o.rl_len_mean_greedy, f">= {0.95 * task.long_len:.1f}")]
+        holds += [bool(gain >= 0.5 and o.alone_covered), o.rl_len_mean_greedy >= 0.95 * task.long_len]
+    else:
+        rows += [("GRPO greedy acc - pre-training alone at the same sequences", None, ">= 0.5"),
+                 ("mean greedy length after GRPO", None, f">= {0.95 * task.long_len:.1f}")]
+        holds += [None, None]
+    out = pd.DataFrame(rows, columns=["check", "measured", "target"])
+    out["holds"] = [None if h is None else bool(h) for h in holds]
+    return out.set_index("check")
+
+
+def too_early(outcome: pd.DataFrame, cfg: MultiplicationConfig) -> pd.Series | None:
+    """The earliest branch whose GRPO run made responses long (mean greedy length up by half the
+    gap between the formats) without making them right (greedy acc < 0.5), or None."""
+    rise = (cfg.task.long_len - cfg.task.short_len) / 2
+    hit = outcome[(outcome.rl_len_mean_greedy - outcome.ckpt_len_mean_greedy >= rise)
+                  & (outcome.rl_acc_greedy < 0.5)] if not outcome.empty else outcome
+    return None if hit.empty else hit.iloc[0].rename(hit.index[0])

@@ -14,8 +14,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
-import pandas as pd
-
 from rlntp.config import RLLoopPart, param, require
 from rlntp.experiments.parity_pretrain import ParityBase
 from rlntp.experiments.runs import (
@@ -130,16 +128,3 @@ def rows(cfg: ParityRLConfig, pre: dict[int, History] | None = None,
     for seed, hist in (pre or {}).items():
         out += pretrain_rows(hist, cfg, task, seed, EXPERIMENT, cfg.d)
     return out + rl_rows(rl or {}, cfg, task, EXPERIMENT, cfg.d)
-
-
-def carry_forward(rl: pd.DataFrame) -> pd.DataFrame:
-    """RL rows where every early-stopped run is extended, at its last values, to the last step of
-    the same (method, reward, temperature, branch) over seeds; column ``filled`` marks them."""
-    out = [rl.assign(filled=False)]
-    for _, group in rl.groupby(["method", "reward", "temperature", "branch_step"]):
-        seqs = group.drop_duplicates("step").set_index("step").sequences_seen.sort_index()
-        for _, run in group.groupby("seed"):
-            last = run[run.step == run.step.max()]
-            out += [last.assign(step=step, sequences_seen=seqs[step], filled=True)
-                    for step in seqs.index[seqs.index > run.step.max()]]
-    return pd.concat(out, ignore_index=True)

@@ -16,6 +16,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from rlntp import seeds
 from rlntp.config import ExperimentConfig, ModelPart, NTPPart, OptimizerPart, RLLoopPart, RLPart
 from rlntp.evaluate import evaluate
@@ -140,3 +142,16 @@ def rl_rows(hists: dict[RLRun, RLHistory], cfg: PretrainConfig, task: Task, expe
                                 d=d, seed=run.seed, branch_step=run.branch_step, step=it,
                                 sequences_seen=base + seqs)
     return rows
+
+
+def carry_forward(rl: pd.DataFrame) -> pd.DataFrame:
+    """RL rows where every early-stopped run is extended, at its last values, to the last step of
+    the same (method, reward, temperature, branch) over seeds; column ``filled`` marks them."""
+    out = [rl.assign(filled=False)]
+    for _, group in rl.groupby(["method", "reward", "temperature", "branch_step"]):
+        seqs = group.drop_duplicates("step").set_index("step").sequences_seen.sort_index()
+        for _, run in group.groupby("seed"):
+            last = run[run.step == run.step.max()]
+            out += [last.assign(step=step, sequences_seen=seqs[step], filled=True)
+                    for step in seqs.index[seqs.index > run.step.max()]]
+    return pd.concat(out, ignore_index=True)
