@@ -16,7 +16,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import linecache
 import math
+import os
 import types
 import typing
 from collections.abc import Iterable
@@ -28,7 +30,21 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 class ConfigError(ValueError):
-    """A parameter has a value that is not allowed; the message names it and what is."""
+    """A parameter has a value that is not allowed; the message names it and what is.
+
+    In a notebook (IPython) it prints as its one-line message and the cell line that raised it,
+    without the traceback through the library: that is what papermill shows last.
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        lines, tb = [], self.__traceback__
+        while tb is not None:  # the notebook cell's frame: not a file of a package
+            code = tb.tb_frame.f_code
+            if "ipykernel_" in code.co_filename or code.co_filename.startswith("<ipython-input"):
+                src = linecache.getline(code.co_filename, tb.tb_lineno).strip()
+                lines = [f"Cell line {tb.tb_lineno}: {src}"] if src else []
+            tb = tb.tb_next
+        return [*lines, f"{type(self).__name__}: {self}"]
 
 
 def require(ok: bool, name: str, value: Any, allowed: str) -> None:
@@ -90,6 +106,8 @@ class ExperimentConfig:
         require(
             len(set(self.seeds)) == len(self.seeds), "seeds", self.seeds, "distinct integers"
         )
+        require(all(0 <= s <= MAX_SEED for s in self.seeds), "seeds", self.seeds,
+                f"integers in 0..{MAX_SEED}")
         require(
             self.workers is None or self.workers >= 1, "workers", self.workers, "None or >= 1"
         )
@@ -109,10 +127,13 @@ class ExperimentConfig:
 
     @property
     def path(self) -> Path:
-        """The output folder (created): ``out_dir``, or ``runs/PRESET/CHAPTER`` in the repo."""
+        """The output folder (created): ``out_dir``, or ``runs/PRESET/CHAPTER`` in the repo.
+
+        A folder that cannot be created or written to is a :class:`ConfigError` naming out_dir.
+        """
         p = Path(self.out_dir) if self.out_dir else REPO / "runs" / self.preset / self.CHAPTER
-        p.mkdir(parents=True, exist_ok=True)
-        return p
+        return writable_dir(p, f"parameter out_dir={self.out_dir!r}" if self.out_dir else
+                            f"parameter out_dir=None (the folder {str(p)!r})")
 
     @property
     def n_workers(self) -> int:
@@ -254,6 +275,36 @@ class RLLoopPart(OptimizerPart, RLPart):
 
 C = TypeVar("C", bound=ExperimentConfig)
 
+MAX_SEED = 2**32 - 1  # torch, numpy and random all take it; our streams add offsets to it
+
+
+def writable_dir(path: str | Path, what: str) -> Path:
+    """Create folder ``path`` and check that files can be written in it, else ConfigError
+    naming ``what`` (e.g. ``"parameter out_dir='/x'"`` or ``"--runs-dir /x"``) and the reason."""
+    p = Path(path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"{what} is not allowed: cannot create the folder "
+                          f"({e.strerror or e}: {e.filename or p})") from None
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what} is not allowed: the folder {str(p)!r} is not writable")
+    return p
+
+
+def seed_arg(text: str) -> int:
+    """An ``argparse`` type for ``--seed``: an integer in 0..MAX_SEED (a 25-digit seed is a
+    clean usage error, not an overflow inside torch)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{text} is not allowed: an integer in 0..{MAX_SEED}")
+    return value
+
 
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
@@ -291,6 +342,10 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
             value = [value]  # a single value is a one-element list
         inner = args[0]
         return tuple(_coerce(name, v, inner) for v in value)
+    if isinstance(value, str) and tp in (bool, int, float):
+        # `papermill -r NAME 0.5` passes raw text, like list values: read numbers and booleans
+        text = value.strip()
+        value = {"true": True, "false": False}.get(text.lower(), text) if tp is bool else _scalar(text)
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -344,7 +399,10 @@ def resolve_notebook(cls: type[C], namespace: dict[str, Any]) -> C:
     if unknown:
         raise ConfigError(f"unknown parameter{'s' * (len(unknown) > 1)} {', '.join(unknown)}; "
                           f"{cls.__name__} takes: {', '.join(sorted(names))}")
-    return resolve(cls, **{k: namespace[k] for k in names if k in namespace})
+    try:
+        return resolve(cls, **{k: namespace[k] for k in names if k in namespace})
+    except ConfigError as e:  # raised again here: the notebook's traceback is two frames long
+        raise ConfigError(str(e)) from None
 
 
 def parameters_cell(cls: type[ExperimentConfig]) -> str:

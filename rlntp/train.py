@@ -4,12 +4,17 @@ The loop draws a fresh batch from the task every step, evaluates every ``pretrai
 steps, saves the model weights every ``ckpt_every`` steps (``ckpt_XXXXXX.pt``, kept for RL to
 branch from) together with a resume state (optimizer, data generator, metrics so far). Started
 again in the same folder, it continues from the last saved state and produces the same numbers
-as an uninterrupted run.
+as an uninterrupted run. Every file is written atomically (temporary file, then rename); a resume
+state damaged anyway (a disk error, ``truncate``) is moved to ``state.pt.corrupt`` with a warning
+naming it, and the run starts again from step 0 (same numbers, since every draw is seeded). One
+that holds more than tensors and plain data is refused (:class:`rlntp.results.UnsafeCheckpoint`).
 """
 
 from __future__ import annotations
 
 import math
+import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,11 +24,12 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from rlntp.config import NTPPart, OptimizerPart
-from rlntp.results import atomic_torch_save, load_checkpoint_file
+from rlntp.results import CheckpointError, UnsafeCheckpoint, atomic_torch_save, load_checkpoint_file
 from rlntp.seeds import generator
 from rlntp.task import Task
 
 History = list[tuple[int, dict[str, Any]]]  # (step, metrics)
+STATE_KEYS = ("model", "opt", "sched", "gen", "history", "step")  # of the resume state, state.pt
 
 
 def _ce_sum(model: torch.nn.Module, tokens: torch.Tensor, target_mask: torch.Tensor
@@ -111,12 +117,33 @@ def train_ntp(model: torch.nn.Module, task: Task, cfg: NTPPart, *, seed: int,
     start = 0
     state_file = run_dir / "state.pt"
     if state_file.exists():  # resume
-        st = load_checkpoint_file(state_file)
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["opt"])
-        sched.load_state_dict(st["sched"])
-        gen.set_state(st["gen"])
-        history, start = st["history"], st["step"]
+        initial = {k: v.clone() for k, v in model.state_dict().items()}
+        try:
+            st = load_checkpoint_file(state_file)
+            missing = set(STATE_KEYS) - set(st) if isinstance(st, dict) else STATE_KEYS
+            if missing:
+                raise CheckpointError(f"{state_file}: not a resume state (no {sorted(missing)})")
+            model.load_state_dict(st["model"])
+            opt.load_state_dict(st["opt"])
+            sched.load_state_dict(st["sched"])
+            gen.set_state(st["gen"])
+            history, start = list(st["history"]), int(st["step"])
+        except UnsafeCheckpoint:
+            raise  # never run it, never delete it: the user must look at it
+        except (CheckpointError, RuntimeError, KeyError, TypeError, ValueError) as e:
+            # corrupt (a damaged disk, a foreign file): set it aside and train from the start,
+            # which gives the same numbers (every draw is seeded)
+            aside = state_file.with_name(state_file.name + ".corrupt")
+            os.replace(state_file, aside)
+            warnings.warn(f"{state_file}: cannot resume from it ({str(e).splitlines()[0]}); "
+                          f"moved to {aside.name}, training this run from step 0 again",
+                          RuntimeWarning, stacklevel=2)
+            model.load_state_dict(initial)
+            opt = make_optimizer(model, cfg.pretrain_learning_rate, cfg)
+            sched = torch.optim.lr_scheduler.LambdaLR(
+                opt, lambda s: lr_factor(s, iters, cfg.warmup_steps, cfg.min_lr_frac))
+            gen = generator("train_data", seed)
+            history, start = [], 0
     if start == 0:
         history.append((0, evaluate(model, 0)))
     model.train()

@@ -38,7 +38,7 @@ def test_int_accepted_for_float_field():
     [
         ({"preset": "huge"}, "preset='huge'"),
         ({"d": 1}, "d=1"),
-        ({"d": "16"}, "d='16' has the wrong type"),
+        ({"d": "sixteen"}, "d='sixteen' has the wrong type"),  # "16" is read as 16 (papermill -r)
         ({"d": True}, "wrong type"),
         ({"p_cot_values": [0.1, 1.5]}, "p_cot_values"),
         ({"n_head": 3}, "n_head=3"),

@@ -1,5 +1,9 @@
 """Chapter 5 plumbing: the config, the model cache, greedy generation and the smoke preset."""
 
+import ipaddress
+import socket
+import time
+
 import pytest
 import torch
 
@@ -61,9 +65,41 @@ def test_tiny_model_generates_within_the_budget():
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), again.parameters(), strict=True))
 
 
-def test_smoke_preset_end_to_end(tmp_path):
+@pytest.fixture
+def no_network(monkeypatch):
+    """Record (and refuse) every DNS lookup or connect() to a non-local address."""
+    attempts = []
+
+    def local(host):
+        try:
+            return host in ("localhost", "") or ipaddress.ip_address(str(host)).is_loopback
+        except ValueError:
+            return False
+
+    real_getaddrinfo, real_connect = socket.getaddrinfo, socket.socket.connect
+
+    def getaddrinfo(host, *args, **kwargs):
+        if not local(host):
+            attempts.append(f"getaddrinfo {host}")
+            raise OSError(101, "no network in this test")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    def connect(self, address):
+        if self.family in (socket.AF_INET, socket.AF_INET6) and not local(address[0]):
+            attempts.append(f"connect {address}")
+            raise OSError(101, "no network in this test")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    return attempts
+
+
+def test_smoke_preset_end_to_end(tmp_path, no_network):
     cfg = resolve(GSM8KMathConfig, preset="smoke", out_dir=str(tmp_path))
     rows, sfts = run_all(cfg)
+    time.sleep(0.5)  # telemetry (if any) is sent from a thread
+    assert no_network == [], "chapter 5 at smoke tried to reach the network"
     assert sfts[0]["n_long"] == round(cfg.p_cot * cfg.train_size) == 2
     metrics = {r["metric"] for r in rows}
     assert metrics == {"acc_greedy", "len_mean_greedy", "frac_long_greedy", "loss", "reward_mean",

@@ -9,20 +9,10 @@ import papermill as pm
 import pytest
 
 from rlntp.config import parameters_cell
-from rlntp.experiments.gsm8k_math import GSM8KMathConfig
-from rlntp.experiments.linear_theory import LinearTheoryConfig
-from rlntp.experiments.multiplication import MultiplicationConfig
-from rlntp.experiments.parity_pretrain import ParityPretrainConfig
-from rlntp.experiments.parity_rl import ParityRLConfig
+from rlntp.experiments import CHAPTERS, chapter
 
 REPO = Path(__file__).resolve().parent.parent
-CONFIGS = {
-    "01_parity_pretraining": ParityPretrainConfig,
-    "02_parity_rl": ParityRLConfig,
-    "03_linear_theory": LinearTheoryConfig,
-    "04_multiplication": MultiplicationConfig,
-    "05_gsm8k_math": GSM8KMathConfig,
-}
+CONFIGS = {name: chapter(name)[1] for name in CHAPTERS}
 
 
 def _cells(name: str) -> list[dict]:

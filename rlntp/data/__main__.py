@@ -6,6 +6,7 @@ import argparse
 
 import torch
 
+from rlntp.config import seed_arg
 from rlntp.data.parity import ParityTask
 
 
@@ -16,13 +17,13 @@ def main(argv: list[str] | None = None) -> None:
     par.add_argument("--d", type=int, default=6, help="number of input bits (>= 2)")
     par.add_argument("--p-cot", type=float, default=0.5, help="fraction of long demonstrations")
     par.add_argument("--n", type=int, default=8, help="number of examples")
-    par.add_argument("--seed", type=int, default=0)
+    par.add_argument("--seed", type=seed_arg, default=0)
     par.add_argument("--chain-step", type=int, default=1, help="leap-k chain: every k-th parity")
     mult = sub.add_parser("mult", help="n x n digit multiplication (Deng et al. format), one per line")
     mult.add_argument("--digits", type=int, default=4, help="digits per operand (1..9)")
     mult.add_argument("--p-cot", type=float, default=0.5, help="fraction of long demonstrations")
     mult.add_argument("--n", type=int, default=8, help="number of examples")
-    mult.add_argument("--seed", type=int, default=0)
+    mult.add_argument("--seed", type=seed_arg, default=0)
     args = ap.parse_args(argv)
     if args.dataset == "mult":
         _print_mult(ap, args)

@@ -14,6 +14,7 @@ or, with ``data_dir="hub"``, from the Hugging Face hub.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -31,6 +32,8 @@ INSTRUCTIONS = {  # one prompt template per dataset (wrapped in the model's chat
 }
 SYSTEM = "Solve the math problem."
 _CALCULATOR = re.compile(r"<<[^>]*>>")
+FIELDS = {"gsm8k": "'question' and 'answer' (ending in '#### <answer>')",
+          "math": "'problem' and 'solution' (with a \\boxed{} answer, or an 'answer' field)"}
 
 
 @dataclass(frozen=True)
@@ -67,31 +70,101 @@ def last_boxed(text: str) -> str | None:
     return None
 
 
-def to_problem(dataset: str, record: dict) -> Problem:
-    """A :class:`Problem` from a GSM8K (question, answer) or MATH (problem, solution) record."""
+class DataError(ValueError):
+    """A data file is empty or malformed; the message names the file, the line and the field."""
+
+
+def to_problem(dataset: str, record: dict, where: str = "record") -> Problem:
+    """A :class:`Problem` from a GSM8K (question, answer) or MATH (problem, solution) record.
+
+    ``where`` (``"FILE line N"``) names the record in errors: a missing field, a GSM8K answer
+    without ``####``, a MATH solution with neither a ``\\boxed{}`` nor an ``answer`` field.
+    """
+    def field(name: str) -> str:
+        value = record.get(name)
+        if not isinstance(value, str) or not value.strip():
+            raise DataError(f"{where}: field {name!r} is missing or empty ({dataset} records "
+                            f"need {FIELDS[dataset]})")
+        return value
+
     if dataset == "gsm8k":
-        answer = record["answer"].rsplit("####", 1)[1].strip()
-        return Problem(record["question"], _CALCULATOR.sub("", record["answer"]).strip(),
-                       f"#### {answer}", answer)
-    answer = record.get("answer") or last_boxed(record["solution"])
-    return Problem(record["problem"], record["solution"].strip(), f"\\boxed{{{answer}}}", answer)
+        question, solution = field("question"), field("answer")
+        answer = solution.rsplit("####", 1)[1].strip() if "####" in solution else ""
+        if not answer:
+            raise DataError(f"{where}: field 'answer' does not end in '#### <final answer>'")
+        return Problem(question, _CALCULATOR.sub("", solution).strip(), f"#### {answer}", answer)
+    question, solution = field("problem"), field("solution")
+    answer = record.get("answer") or last_boxed(solution)  # "" for MATH's two empty boxes
+    if answer is None:
+        raise DataError(f"{where}: the solution has no \\boxed{{...}} and there is no 'answer' "
+                        "field, so the final answer is unknown")
+    return Problem(question, solution.strip(), f"\\boxed{{{answer}}}", str(answer))
+
+
+def data_files(dataset: str, data_dir: str | Path | None = None, sample: bool = False
+               ) -> list[Path]:
+    """The local files (train, test) a run of ``dataset`` reads."""
+    root = data_root(data_dir)
+    return [root / dataset / f"{'sample_' if sample else ''}{split}.jsonl"
+            for split in ("train", "test")]
+
+
+def data_hash(dataset: str, data_dir: str | Path | None = None, sample: bool = False) -> str:
+    """A short hash of the contents of the files a run reads (``"hub"`` for the hub's data), for
+    cache keys: results computed from other data are never reused."""
+    if data_dir == HUB:
+        return HUB
+    h = hashlib.sha1()
+    for path in data_files(dataset, data_dir, sample):
+        h.update(path.name.encode())
+        h.update(path.read_bytes() if path.is_file() else b"<missing>")
+    return h.hexdigest()[:12]
+
+
+def read_jsonl(path: Path) -> list[tuple[str, dict]]:
+    """``("FILE line N", record)`` for every non-blank line; errors name the file and line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path} line {number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{where}: not a JSON object")
+        rows.append((where, record))
+    if not rows:
+        raise DataError(f"{path}: the file has no records (it is empty)")
+    return rows
 
 
 def _read_records(dataset: str, split: str, data_dir: str | Path | None, sample: bool
-                  ) -> list[dict]:
+                  ) -> list[tuple[str, dict]]:
+    """``(where, record)`` pairs, ``where`` naming the record in errors."""
     if data_dir == HUB:
+        from rlntp.llm import hub_access
+
+        hub_access(True)  # data_dir='hub' is the user's explicit choice
         import datasets
 
         if dataset == "gsm8k":
-            return list(datasets.load_dataset("openai/gsm8k", "main", split=split))
-        subjects = ("algebra", "counting_and_probability", "geometry", "intermediate_algebra",
-                    "number_theory", "prealgebra", "precalculus")
-        return [r for s in subjects
-                for r in datasets.load_dataset("EleutherAI/hendrycks_math", s, split=split)]
-    path = data_root(data_dir) / dataset / f"{'sample_' if sample else ''}{split}.jsonl"
+            rows = list(datasets.load_dataset("openai/gsm8k", "main", split=split))
+        else:
+            subjects = ("algebra", "counting_and_probability", "geometry", "intermediate_algebra",
+                        "number_theory", "prealgebra", "precalculus")
+            rows = [r for s in subjects
+                    for r in datasets.load_dataset("EleutherAI/hendrycks_math", s, split=split)]
+        return [(f"hub {dataset} {split} row {i}", r) for i, r in enumerate(rows)]
+    path = data_files(dataset, data_dir, sample)[("train", "test").index(split)]
     if not path.exists():
         raise FileNotFoundError(f"parameter data_dir: {path} is missing")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    return read_jsonl(path)
 
 
 def load_problems(dataset: str, split: str, n: int | None = None, seed: int = 0,
@@ -110,7 +183,7 @@ def load_problems(dataset: str, split: str, n: int | None = None, seed: int = 0,
             raise ValueError(f"parameter {split}_size={n} is not allowed: 1..{len(records)} "
                              f"({dataset} {split}{' sample' if sample else ''})")
         records = [records[i] for i in sorted(random.Random(seed).sample(range(len(records)), n))]
-    return [to_problem(dataset, r) for r in records]
+    return [to_problem(dataset, r, where) for where, r in records]
 
 
 def choose_long(n: int, p_cot: float, seed: int) -> list[bool]:

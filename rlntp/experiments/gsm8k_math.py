@@ -21,6 +21,7 @@ import argparse
 import dataclasses
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -41,11 +42,13 @@ from rlntp.data.math_text import (
     DATASETS,
     HUB,
     choose_long,
+    data_hash,
     data_root,
     load_problems,
     rl_records,
     sft_records,
 )
+from rlntp.llm import hub_access, is_hub_id, model_source  # first: the HF libraries offline
 from rlntp.parallel import run_jobs
 from rlntp.results import cached, metric_rows, source_hash, write_metrics, write_run_info
 
@@ -105,11 +108,21 @@ class GSM8KMathConfig(RLPart, ExperimentConfig):
             1 <= e <= self.sft_epochs for e in self.sft_checkpoints), "sft_checkpoints",
             self.sft_checkpoints, f"a non-empty list of epochs in 1..sft_epochs={self.sft_epochs}")
         require_positive(self, ("sft_learning_rate",))
+        try:  # a typo fails now, not after a minute of hub retries
+            model_source(self.model)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         if self.data_dir != HUB:  # fail now, not inside a training job
             try:
                 data_root(self.data_dir)
             except FileNotFoundError as e:
                 raise ConfigError(str(e)) from None
+
+    @property
+    def uses_hub(self) -> bool:
+        """The run downloads from the Hugging Face hub: the user asked for it explicitly with
+        ``data_dir='hub'`` or a ``model`` that is a hub id. Otherwise nothing touches the network."""
+        return self.data_dir == HUB or is_hub_id(self.model)
 
     def settings(self, seed: int):
         from rlntp.llm.train import TrainSettings
@@ -123,14 +136,12 @@ def _is_main_process() -> bool:
 
 
 def _setup(cfg: GSM8KMathConfig, seed: int):
-    """Offline mode for local models, the tokenizer, and the (train, test) problems."""
+    """Hub access only if the config asks for it, the tokenizer, and the (train, test) problems."""
+    hub_access(cfg.uses_hub)  # before the HF libraries are imported (rlntp.llm turned them off)
     from rlntp.llm.models import load_tokenizer
     from rlntp.llm.train import quiet
 
     quiet()
-    if "/" not in cfg.model or Path(cfg.model).is_dir():  # never reach the network
-        os.environ["HF_HUB_OFFLINE"] = os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    os.environ["HF_DATASETS_OFFLINE"] = "0" if cfg.data_dir == HUB else "1"
     torch.manual_seed(seed)
     tok = load_tokenizer(cfg.model)
     kw = dict(seed=cfg.subset_seed, data_dir=cfg.data_dir, sample=cfg.sample_data)
@@ -140,8 +151,10 @@ def _setup(cfg: GSM8KMathConfig, seed: int):
 
 
 def runs_root(cfg: GSM8KMathConfig) -> Path:
-    """Where SFT checkpoints and cached results go, keyed by the config and the code version."""
-    return cfg.path / "runs" / f"{cfg.key('seeds', 'eval_batch_size')}-{source_hash()}"
+    """Where SFT checkpoints and cached results go, keyed by the config (not the data folder's
+    path), the contents of the data files it reads and the code version."""
+    data = data_hash(cfg.dataset, cfg.data_dir, cfg.sample_data)
+    return cfg.path / "runs" / f"{cfg.key('seeds', 'eval_batch_size', 'data_dir')}-{data}-{source_hash()}"
 
 
 def sft_run(cfg: GSM8KMathConfig, seed: int, root: Path) -> dict[str, Any]:
@@ -176,7 +189,20 @@ def grpo_branch(cfg: GSM8KMathConfig, seed: int, epoch: int, root: Path
 
 
 def cached_sft_run(cfg: GSM8KMathConfig, seed: int, root: Path) -> dict[str, Any]:
-    return cached(root / f"seed{seed}" / "sft.pt", lambda: sft_run(cfg, seed, root))
+    """The cached SFT summary, recomputed (with its checkpoints) if a checkpoint GRPO starts
+    from is missing or damaged."""
+    path = root / f"seed{seed}" / "sft.pt"
+    if path.exists():
+        from rlntp.llm.models import check_model_dir
+
+        for epoch in cfg.sft_checkpoints:
+            problem = check_model_dir(root / f"seed{seed}" / "sft" / f"epoch_{epoch}")
+            if problem:
+                warnings.warn(f"{problem}: running the SFT of seed {seed} again", RuntimeWarning,
+                              stacklevel=2)
+                path.unlink(missing_ok=True)
+                break
+    return cached(path, lambda: sft_run(cfg, seed, root))
 
 
 def cached_grpo_branch(cfg: GSM8KMathConfig, seed: int, epoch: int, root: Path
@@ -220,7 +246,11 @@ def main(argv: list[str] | None = None) -> None:
                     help="a config field (JSON value), e.g. -p dataset=math -p 'seeds=[0,1]'")
     args = ap.parse_args(argv)
     t0 = time.time()
-    cfg = resolve(GSM8KMathConfig, preset=args.preset, **dict(map(parse_param, args.param)))
+    try:
+        cfg = resolve(GSM8KMathConfig, preset=args.preset, **dict(map(parse_param, args.param)))
+        cfg.path  # noqa: B018 - an unwritable out_dir fails here, in one line
+    except ConfigError as e:
+        ap.error(str(e))
     print(cfg.describe())
     rows, _ = run_all(cfg)
     if _is_main_process():

@@ -36,7 +36,7 @@ from rlntp.models.linear import (
     sgd_step,
     token_nll,
 )
-from rlntp.parallel import run_jobs
+from rlntp.parallel import Stage, run_jobs
 from rlntp.results import cached, metric_rows, source_hash
 from rlntp.rl.star import star_recursion
 from rlntp.seeds import generator
@@ -293,6 +293,11 @@ def threshold_estimate(p_cot: np.ndarray, acc: np.ndarray, level: float = 0.75) 
 def loglog_slope(d: np.ndarray, cost: np.ndarray) -> float:
     """Least-squares slope of log(cost) against log(d)."""
     return float(np.polyfit(np.log(d), np.log(cost), 1)[0])
+
+
+def stages(cfg: LinearTheoryConfig) -> list[Stage]:
+    """None for a cluster: the linear models run on a CPU in minutes, inside :func:`run_all`."""
+    return []
 
 
 def run_all(cfg: LinearTheoryConfig) -> dict[str, list[dict]]:

@@ -18,17 +18,18 @@ import pandas as pd
 from rlntp.config import ExperimentConfig, ModelPart, NTPPart, RLLoopPart, param, require
 from rlntp.data.multiplication import MAX_DIGITS, MultiplicationTask
 from rlntp.experiments import runs
-from rlntp.parallel import run_jobs
-from rlntp.rl.train import METHODS, RLHistory
+from rlntp.parallel import Stage, run_stages
+from rlntp.rl.train import METHODS
 from rlntp.task import REWARDS
-from rlntp.train import History
 
 EXPERIMENT = "multiplication"
 
 # The cpu preset (ours, measured on 2 cores): the chain of 3x3 products is learned after about
-# 5,500 iterations of batch 128 (sampled long answers right >= 0.9); GRPO needs a few dozen.
-CPU = dict(n_layer=2, n_head=4, n_embd=128, pretrain_iters=6000, pretrain_batch_size=128,
-           group_by_length=True, pretrain_eval_every=250, ckpt_every=250, eval_size=256,
+# 6,000 iterations of batch 128 (sampled long answers right >= 0.9 on 2 of 3 seeds); GRPO then
+# needs a few dozen iterations. Pre-training goes on past the last branch, for the comparison
+# with pre-training alone over as many sequences as GRPO generates.
+CPU = dict(n_layer=2, n_head=4, n_embd=128, pretrain_iters=6500, pretrain_batch_size=128,
+           group_by_length=True, pretrain_eval_every=250, ckpt_every=250, eval_size=512,
            rl_iters=60, eval_every=5)
 
 
@@ -51,7 +52,7 @@ class MultiplicationConfig(RLLoopPart, NTPPart, ModelPart, ExperimentConfig):
 
     digits: int = param(3, f"operand digits n (n x n multiplication; 1..{MAX_DIGITS})")
     p_cot: float = param(0.25, "fraction of long demonstrations in pre-training")
-    branch_steps: tuple[int, ...] = param((1000, 3000, 5500), "checkpoints RL starts from")
+    branch_steps: tuple[int, ...] = param((1000, 3000, 6000), "checkpoints RL starts from")
     methods: tuple[str, ...] = param(("grpo",), f"RL methods, any of {tuple(METHODS)}")
     reward: str = param("e2e", f"RL reward, one of {REWARDS}")
 
@@ -80,19 +81,25 @@ def rl_jobs(cfg: MultiplicationConfig) -> list[runs.RLRun]:
             for b in cfg.branch_steps for s in cfg.seeds]
 
 
-def run_all(cfg: MultiplicationConfig) -> list[dict[str, Any]]:
-    """Pre-training (one run per seed), then the RL runs; their tidy metric rows."""
+def stages(cfg: MultiplicationConfig) -> list[Stage]:
+    """Pre-training (one run per seed), then the RL runs from its checkpoints."""
     task = cfg.task
-    pre: list[History] = run_jobs(runs.pretrain_run, [(cfg, task, s) for s in cfg.seeds],
-                                  cfg.n_workers, desc="pre-training")
+    return [Stage("pre-training", runs.pretrain_run, [(cfg, task, s) for s in cfg.seeds]),
+            Stage("RL runs", runs.rl_run, [(cfg, task, r) for r in rl_jobs(cfg)])]
+
+
+def run_all(cfg: MultiplicationConfig) -> list[dict[str, Any]]:
+    """The runs of :func:`stages` (cached: finished runs are loaded), as tidy metric rows."""
+    task = cfg.task
+    pre_stage, rl_stage = stages(cfg)
+    (pre,) = run_stages([pre_stage], cfg.n_workers)
     runs.check_checkpoints(cfg, task)
-    jobs = rl_jobs(cfg)
-    hists: list[RLHistory] = run_jobs(runs.rl_run, [(cfg, task, r) for r in jobs], cfg.n_workers,
-                                      desc="RL runs")
+    (hists,) = run_stages([rl_stage], cfg.n_workers)
     rows: list[dict[str, Any]] = []
     for seed, hist in zip(cfg.seeds, pre, strict=True):
         rows += runs.pretrain_rows(hist, cfg, task, seed, EXPERIMENT, cfg.digits)
-    return rows + runs.rl_rows(dict(zip(jobs, hists, strict=True)), cfg, task, EXPERIMENT, cfg.digits)
+    rl = {run: h for (_, _, run), h in zip(rl_stage.jobs, hists, strict=True)}
+    return rows + runs.rl_rows(rl, cfg, task, EXPERIMENT, cfg.digits)
 
 
 def wide(df: pd.DataFrame, phase: str) -> pd.DataFrame:

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from rlntp.config import ExperimentConfig, ModelPart, NTPPart, param, require
 from rlntp.data.parity import ParityTask
 from rlntp.experiments.runs import pretrain_rows, pretrain_run
-from rlntp.parallel import run_jobs
+from rlntp.parallel import Stage, run_stages
 
 EXPERIMENT = "parity_pretrain"
 
@@ -62,14 +62,19 @@ class ParityPretrainConfig(ParityBase):
         require(1 <= self.leap_step <= self.d, "leap_step", self.leap_step, f"1..d (d={self.d})")
 
 
-def run_all(cfg: ParityPretrainConfig) -> list[dict[str, Any]]:
-    """Every (p_cot, seed) run of the main sweep and of the leap-k side experiment, as rows."""
+def stages(cfg: ParityPretrainConfig) -> list[Stage]:
+    """Every (p_cot, seed) run of the main sweep and of the leap-k side experiment."""
     tasks = [cfg.task(p, cfg.chain_step) for p in cfg.p_cot_values]
     tasks += [cfg.task(p, cfg.leap_step) for p in cfg.leap_p_cot_values]
-    jobs = [(cfg, t, s) for t in tasks for s in cfg.seeds]
-    histories = run_jobs(pretrain_run, jobs, cfg.n_workers, desc="pre-training runs")
+    return [Stage("pre-training runs", pretrain_run, [(cfg, t, s) for t in tasks for s in cfg.seeds])]
+
+
+def run_all(cfg: ParityPretrainConfig) -> list[dict[str, Any]]:
+    """The runs of :func:`stages` (cached: a finished run is loaded), as tidy rows."""
+    (stage,) = stages(cfg)
+    (histories,) = run_stages([stage], cfg.n_workers)
     rows: list[dict[str, Any]] = []
-    for (_, task, s), hist in zip(jobs, histories, strict=True):
+    for (_, task, s), hist in zip(stage.jobs, histories, strict=True):
         k = task.chain_step
         exp = EXPERIMENT if k == cfg.chain_step else f"{EXPERIMENT}_leap{k}"
         rows += pretrain_rows(hist, cfg, task, s, exp, cfg.d)

@@ -24,7 +24,7 @@ from rlntp.experiments.runs import (
     rl_rows,
     rl_run,
 )
-from rlntp.parallel import run_jobs
+from rlntp.parallel import Stage, run_stages
 from rlntp.rl.train import METHODS, RLHistory
 from rlntp.task import REWARDS
 from rlntp.train import History
@@ -103,21 +103,26 @@ def rl_jobs(cfg: ParityRLConfig) -> list[RLRun]:
     return list(dict.fromkeys(runs))  # drop duplicates, keep the order
 
 
-def pretrain_all(cfg: ParityRLConfig) -> dict[int, History]:
-    """One pre-training run per seed (cached and resumable): ``{seed: history}``."""
+def stages(cfg: ParityRLConfig) -> list[Stage]:
+    """One pre-training run per seed, then every RL run of :func:`rl_jobs` (longest first)."""
     task = cfg.task(cfg.p_cot)
-    hists = run_jobs(pretrain_run, [(cfg, task, s) for s in cfg.seeds], cfg.n_workers,
-                     desc="pre-training")
-    check_checkpoints(cfg, task)
+    runs = sorted(rl_jobs(cfg), key=lambda r: r.method != "star")
+    return [Stage("pre-training", pretrain_run, [(cfg, task, s) for s in cfg.seeds]),
+            Stage("RL runs", rl_run, [(cfg, task, r) for r in runs])]
+
+
+def pretrain_all(cfg: ParityRLConfig) -> dict[int, History]:
+    """The pre-training runs (cached and resumable): ``{seed: history}``."""
+    (hists,) = run_stages(stages(cfg)[:1], cfg.n_workers)
+    check_checkpoints(cfg, cfg.task(cfg.p_cot))
     return dict(zip(cfg.seeds, hists, strict=True))
 
 
 def rl_all(cfg: ParityRLConfig) -> dict[RLRun, RLHistory]:
-    """Every RL run of :func:`rl_jobs`, from the pre-training checkpoints."""
-    runs = sorted(rl_jobs(cfg), key=lambda r: r.method != "star")  # the longest runs first
-    task = cfg.task(cfg.p_cot)
-    hists = run_jobs(rl_run, [(cfg, task, r) for r in runs], cfg.n_workers, desc="RL runs")
-    return dict(zip(runs, hists, strict=True))
+    """The RL runs, from the pre-training checkpoints: ``{run: history}``."""
+    stage = stages(cfg)[1]
+    (hists,) = run_stages([stage], cfg.n_workers)
+    return {run: h for (_, _, run), h in zip(stage.jobs, hists, strict=True)}
 
 
 def rows(cfg: ParityRLConfig, pre: dict[int, History] | None = None,

