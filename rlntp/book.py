@@ -133,6 +133,16 @@ def launch_runs(name: str, preset: str, out_dir: Path, params: dict[str, Any], l
     launch(module.stages(cfg), launcher, out_dir / "jobs", resources)
 
 
+def _hide_parameters(path: Path) -> None:
+    """Collapse the parameters papermill injected into an executed notebook (a toggle shows it)."""
+    nb = json.loads(path.read_text())
+    for cell in nb["cells"]:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "injected-parameters" in tags and "hide-input" not in tags:
+            cell["metadata"]["tags"] = [*tags, "hide-input"]
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+
+
 def run_notebook(name: str, preset: str, book_dir: Path, runs_dir: Path,
                  params: dict[str, Any] | None = None, force: bool = False,
                  launcher: str | None = None, resources: Any = None) -> str:
@@ -159,6 +169,7 @@ def run_notebook(name: str, preset: str, book_dir: Path, runs_dir: Path,
     except pm.PapermillExecutionError as e:
         os.replace(tmp_nb, out_dir / "failed.ipynb")
         raise NotebookFailed(f"{name} failed ({out_dir / 'failed.ipynb'}): {e.ename}: {e.evalue}") from e
+    _hide_parameters(tmp_nb)
     out_nb.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp_nb, out_nb)
     outputs = _outputs_hash(out_dir)
