@@ -118,3 +118,15 @@ def test_chapter_1_through_the_local_launcher_equals_the_in_process_run(tmp_path
     assert {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*.pt")} == runs  # nothing retrained
     in_process = (tmp_path / "in_process" / "smoke" / name / "metrics.csv").read_bytes()
     assert (out / "metrics.csv").read_bytes() == in_process
+
+
+def test_every_chapter_has_stages_of_picklable_jobs():
+    """The runner and the launcher call ``stages(cfg)`` of every chapter module."""
+    from rlntp.experiments import CHAPTERS, chapter
+
+    for name in CHAPTERS:
+        module, cls = chapter(name)
+        cfg = resolve(cls, preset="smoke")
+        for stage in module.stages(cfg):
+            assert stage.jobs and callable(stage.fn), name
+            cloudpickle.dumps((stage.fn, stage.jobs[0]))

@@ -49,7 +49,7 @@ from rlntp.data.math_text import (
     sft_records,
 )
 from rlntp.llm import hub_access, is_hub_id, model_source  # first: the HF libraries offline
-from rlntp.parallel import run_jobs
+from rlntp.parallel import Stage, run_stages
 from rlntp.results import cached, metric_rows, source_hash, write_metrics, write_run_info
 
 MODELS_HELP = "'smollm2-135m', 'tiny-random', a local model folder or a hub id"
@@ -211,14 +211,20 @@ def cached_grpo_branch(cfg: GSM8KMathConfig, seed: int, epoch: int, root: Path
                   lambda: grpo_branch(cfg, seed, epoch, root))
 
 
+def stages(cfg: GSM8KMathConfig) -> list[Stage]:
+    """One SFT run per seed, then GRPO from every SFT checkpoint (both cached)."""
+    root = runs_root(cfg)  # computed once: every process uses the same folder
+    return [Stage("SFT runs", cached_sft_run, [(cfg, seed, root) for seed in cfg.seeds]),
+            Stage("GRPO branches", cached_grpo_branch,
+                  [(cfg, seed, e, root) for seed in cfg.seeds for e in cfg.sft_checkpoints])]
+
+
 def run_all(cfg: GSM8KMathConfig) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
     """Every SFT run and GRPO branch: (tidy metric rows, {seed: SFT summary})."""
-    root = runs_root(cfg)  # computed once: every process uses the same folder
-    sft_jobs = [(cfg, seed, root) for seed in cfg.seeds]
-    sfts = dict(zip(cfg.seeds, run_jobs(cached_sft_run, sft_jobs, cfg.n_workers, "SFT runs"),
-                    strict=True))
-    branch_jobs = [(cfg, seed, e, root) for seed in cfg.seeds for e in cfg.sft_checkpoints]
-    branches = run_jobs(cached_grpo_branch, branch_jobs, cfg.n_workers, "GRPO branches")
+    sft_stage, grpo_stage = stages(cfg)
+    sft_results, branches = run_stages([sft_stage, grpo_stage], cfg.n_workers)
+    sfts = dict(zip(cfg.seeds, sft_results, strict=True))
+    branch_jobs = grpo_stage.jobs
     n = sfts[cfg.seeds[0]]["n_train"]
     keys = dict(experiment=cfg.dataset, p_cot=cfg.p_cot)
     rows: list[dict[str, Any]] = []
