@@ -3,13 +3,13 @@
 import csv
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import papermill as pm
 import pytest
+from conftest import copy_book
 
 from rlntp.book import NotebookFailed, build_book, chapters, run_notebook
 from rlntp.results import METRIC_COLUMNS
@@ -21,9 +21,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def smoke_book(tmp_path_factory):
     root = tmp_path_factory.mktemp("smoke")
-    book_dir = root / "book"
-    shutil.copytree(REPO / "book", book_dir,
-                    ignore=shutil.ignore_patterns("_build", "*.ipynb", ".*.stamp"))
+    book_dir = copy_book(root / "book")
     index = build_book("smoke", book_dir, root / "runs")
     return book_dir, root / "runs" / "smoke", index
 

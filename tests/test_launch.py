@@ -2,7 +2,6 @@
 resubmission of a killed job, and resource requests checked before anything is submitted."""
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 import cloudpickle
 import pytest
 import torch
+from conftest import copy_book
 
 from rlntp.book import launch_runs, run_notebook
 from rlntp.config import ConfigError, resolve
@@ -102,8 +102,7 @@ def test_chapter_1_through_the_local_launcher_equals_the_in_process_run(tmp_path
     """Chapter 1 at smoke: its runs as submitit jobs (real subprocesses), then the notebook, which
     recomputes nothing; metrics.csv equals the in-process run's byte for byte."""
     name = "01_parity_pretraining"
-    book = tmp_path / "book"
-    shutil.copytree(REPO / "book", book, ignore=shutil.ignore_patterns("_build", "*.ipynb", ".*.stamp"))
+    book = copy_book(tmp_path / "book")
     run_notebook(name, "smoke", book, tmp_path / "in_process")
     out = tmp_path / "launched" / "smoke" / name
     # the jobs use the thread count a fresh process (like the notebook's kernel) has: results of

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import copy_book
 
 from rlntp import book
 from rlntp.config import ConfigError, resolve, seed_arg
@@ -48,9 +49,7 @@ def _sample_data(root: Path) -> Path:
 def ran_once(tmp_path_factory):
     """Chapter 3 at smoke through the runner, once, in a copy of the book."""
     root = tmp_path_factory.mktemp("runner")
-    book_dir = root / "book"
-    shutil.copytree(REPO / "book", book_dir,
-                    ignore=shutil.ignore_patterns("_build", "*.ipynb", ".*.stamp"))
+    book_dir = copy_book(root / "book")
     assert book.run_notebook(CHAPTER, "smoke", book_dir, root / "X") == "ran"
     return book_dir, root
 
@@ -95,8 +94,7 @@ def test_runner_stamp_covers_data_environment_and_out_dir(tmp_path, monkeypatch)
 
 def test_runner_stops_in_one_line_on_an_unwritable_runs_dir(tmp_path):
     bad = _unwritable(tmp_path)
-    shutil.copytree(REPO / "book", tmp_path / "book", dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("_build", "*.ipynb", ".*.stamp"))
+    copy_book(tmp_path / "book")
     out = subprocess.run([sys.executable, "-m", "rlntp.book", "--preset", "smoke", "--only",
                           CHAPTER, "--no-html", "--book-dir", str(tmp_path / "book"),
                           "--runs-dir", str(bad)], capture_output=True, text=True, cwd=REPO)
