@@ -63,3 +63,18 @@ def test_describe_lists_every_field():
     text = resolve(ParityPretrainConfig, preset="smoke").describe()
     for f in dataclasses.fields(ParityPretrainConfig):
         assert f.name in text
+
+
+@pytest.mark.parametrize("text", ["foo bar=1", "preset=bogus", "__import__('os')=1", "noequals"])
+def test_runner_parameters_must_be_names_other_than_preset(text):
+    from rlntp.config import parse_param
+
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_param(text)
+
+
+def test_runner_parameters_parse_json_values():
+    from rlntp.config import parse_param
+
+    assert parse_param("seeds=[0, 1]") == ("seeds", [0, 1])
+    assert parse_param("device=cuda") == ("device", "cuda")
