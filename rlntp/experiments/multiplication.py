@@ -24,9 +24,9 @@ from rlntp.task import REWARDS
 
 EXPERIMENT = "multiplication"
 
-# The cpu preset (ours, measured on 2 cores): the chain of 3x3 products is learned after about
-# 6,000 iterations of batch 128 (sampled long answers right >= 0.9 on 2 of 3 seeds); GRPO then
-# needs a few dozen iterations. Pre-training goes on past the last branch, for the comparison
+# The cpu preset (ours, measured on 2 cores): the chain of 3x3 products is mostly learned after
+# 6,000 iterations of batch 128 (sampled long answers right 0.6-0.9, depending on the seed); GRPO
+# then needs a few dozen iterations. Pre-training goes on past the last branch, for the comparison
 # with pre-training alone over as many sequences as GRPO generates.
 CPU = dict(n_layer=2, n_head=4, n_embd=128, pretrain_iters=6500, pretrain_batch_size=128,
            group_by_length=True, pretrain_eval_every=250, ckpt_every=250, eval_size=512,
