@@ -22,7 +22,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from rlntp.config import ConfigError, param, require
+from rlntp.config import ConfigError, param, require, require_at_least
 from rlntp.parallel import Stage
 
 LAUNCHERS = ("local", "slurm")
@@ -41,10 +41,8 @@ class Resources:
     parallel: int = param(0, "jobs running at once (0: all at once on slurm, cpu cores // cpus locally)")
 
     def __post_init__(self) -> None:
-        for name in ("gpus", "retries", "parallel"):
-            require(getattr(self, name) >= 0, name, getattr(self, name), "an integer >= 0")
-        for name in ("cpus", "mem_gb", "time_min"):
-            require(getattr(self, name) >= 1, name, getattr(self, name), "an integer >= 1")
+        require_at_least(self, 0, ("gpus", "retries", "parallel"))
+        require_at_least(self, 1, ("cpus", "mem_gb", "time_min"))
 
     @classmethod
     def from_yaml(cls, path: str | Path, **flags: Any) -> Resources:
