@@ -34,8 +34,9 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from rlntp.config import PRESET_NAMES, REPO, ConfigError, parse_param, writable_dir
+from rlntp.config import PRESET_NAMES, REPO, ConfigError, display_path, parse_param, writable_dir
 from rlntp.launch import LAUNCHERS, Resources
+from rlntp.pages import write_pages
 from rlntp.results import atomic_write_text, source_hash
 
 NOTEBOOKS = REPO / "notebooks"
@@ -163,7 +164,7 @@ def run_notebook(name: str, preset: str, book_dir: Path, runs_dir: Path,
     try:
         pm.execute_notebook(
             str(NOTEBOOKS / f"{name}.ipynb"), str(tmp_nb),
-            parameters={"preset": preset, "out_dir": str(out_dir), **params},
+            parameters={"preset": preset, "out_dir": display_path(out_dir), **params},
             kernel_name="python3", cwd=str(REPO), progress_bar=False,
         )
     except pm.PapermillExecutionError as e:
@@ -180,19 +181,20 @@ def run_notebook(name: str, preset: str, book_dir: Path, runs_dir: Path,
     return "ran"
 
 
-def build_html(book_dir: Path) -> Path:
-    """Build the HTML book from the executed notebooks; return index.html."""
+def build_html(book_dir: Path, strict: bool = False) -> Path:
+    """Build the HTML book from the executed notebooks; return index.html. ``strict``: every
+    Sphinx warning is an error (all of them reported first: ``-W --keep-going``)."""
     exe = Path(sys.executable).parent / "jupyter-book"
     cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(book_dir),
            "--config", str(CONFIG), "--toc", str(book_dir / "_toc.yml"), "--path-output", str(book_dir)]
-    subprocess.run(cmd, check=True)
+    subprocess.run(cmd + (["-W", "--keep-going"] if strict else []), check=True)
     return book_dir / "_build" / "html" / "index.html"
 
 
 def build_book(preset: str = "cpu", book_dir: Path = REPO / "book", runs_dir: Path = REPO / "runs",
                only: list[str] | None = None, params: dict[str, Any] | None = None,
                force: bool = False, html: bool = True, launcher: str | None = None,
-               resources: Any = None) -> Path | None:
+               resources: Any = None, strict: bool = False) -> Path | None:
     """Execute the chapters (all, or ``only``) at ``preset`` and build the book. With a
     ``launcher`` ("local" or "slurm") each chapter's runs go out as jobs first."""
     if preset not in PRESET_NAMES:
@@ -211,7 +213,8 @@ def build_book(preset: str = "cpu", book_dir: Path = REPO / "book", runs_dir: Pa
         t0 = time.time()
         status = run_notebook(name, preset, book_dir, runs_dir, params, force, launcher, resources)
         tqdm.write(f"{name}: {status} in {time.time() - t0:.0f} s")
-    return build_html(book_dir) if html else None
+    write_pages(book_dir, names, runs_dir, preset)
+    return build_html(book_dir, strict) if html else None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -226,6 +229,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="notebook parameter (JSON value), e.g. -p device=cuda -p 'seeds=[0]'")
     ap.add_argument("--force", action="store_true", help="re-execute even unchanged chapters")
     ap.add_argument("--no-html", action="store_true", help="execute notebooks, skip the HTML build")
+    ap.add_argument("--strict", action="store_true", help="treat every Sphinx warning as an error")
     cluster = ap.add_argument_group("cluster jobs (submitit; see rlntp.launch)")
     cluster.add_argument("--launcher", choices=LAUNCHERS,
                          help="run each chapter's runs as jobs first: submitit's local executor or SLURM")
@@ -248,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.time()
     try:
         index = build_book(args.preset, args.book_dir, args.runs_dir, args.only, params,
-                           args.force, not args.no_html, args.launcher, resources)
+                           args.force, not args.no_html, args.launcher, resources, args.strict)
     except (NotebookFailed, ConfigError) as e:
         raise SystemExit(f"error: {e}") from None
     print(f"done in {time.time() - t0:.0f} s" + (f": open {index}" if index else ""))

@@ -21,12 +21,17 @@ import math
 import os
 import types
 import typing
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 PRESET_NAMES = ("smoke", "cpu", "paper")
 REPO = Path(__file__).resolve().parent.parent
+
+
+class PaperOnCPUWarning(UserWarning):
+    """The ``paper`` preset resolved to the CPU: it will run, but for days."""
 
 
 class ConfigError(ValueError):
@@ -115,6 +120,10 @@ class ExperimentConfig:
             import torch
 
             require(torch.cuda.is_available(), "device", self.device, "cuda needs a GPU; use 'auto' or 'cpu'")
+        if self.preset == "paper" and self.torch_device == "cpu":
+            warnings.warn("preset='paper' is running on the CPU (no GPU found, or device='cpu'): "
+                          "the paper's scale takes days there; use a GPU, or preset='cpu'.",
+                          PaperOnCPUWarning, stacklevel=2)
 
     @property
     def torch_device(self) -> str:
@@ -167,12 +176,40 @@ class ExperimentConfig:
         declared = {n for p in parts for n in getattr(p, "__annotations__", {})}
         return [n for n in names if n in declared]
 
+    def table(self, headline: bool = False) -> Any:
+        """The resolved config as a table (parameter, value, meaning), paths relative to the
+        repository. ``headline``: only the preset, device, seeds and the chapter's own knobs (not
+        those of the shared model, optimiser and training parts)."""
+        import pandas as pd
+
+        shared = {"out_dir", "workers", *(n for part in PARTS for n in part.__annotations__)}
+        rows = [(f.name, display_value(getattr(self, f.name)), f.metadata.get("help", ""))
+                for f in dataclasses.fields(self) if not headline or f.name not in shared]
+        return pd.DataFrame(rows, columns=["parameter", "value", "meaning"]).set_index("parameter")
+
     def describe(self) -> str:
-        """A two-column listing of the resolved config, for the notebook to print."""
-        width = max(len(f.name) for f in dataclasses.fields(self))
+        """A one-line title and a two-column listing of the resolved config (for a terminal)."""
+        table = self.table()
+        width = max(map(len, table.index))
         lines = [f"{type(self).__name__} (preset {self.preset!r}, device {self.torch_device!r})"]
-        lines += [f"  {f.name:<{width}} = {getattr(self, f.name)!r}" for f in dataclasses.fields(self)]
+        lines += [f"  {name:<{width}} = {value}" for name, value in table["value"].items()]
         return "\n".join(lines)
+
+
+def display_path(path: str | Path) -> str:
+    """``path`` relative to the repository when inside it (no build machine's home in the book)."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(REPO))
+    except ValueError:
+        return str(p)
+
+
+def display_value(value: Any) -> str:
+    """A config value as a reader should see it: paths under the repository made relative."""
+    if isinstance(value, str) and os.path.isabs(value):
+        return repr(display_path(value))
+    return repr(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -271,6 +308,9 @@ class RLLoopPart(OptimizerPart, RLPart):
         require_positive(self, ("star_learning_rate",))
         require(0 < self.stop_acc <= 1, "stop_acc", self.stop_acc, "a number in (0, 1]")
         require_at_least(self, 0, ("stop_after",))
+
+
+PARTS = (ModelPart, OptimizerPart, NTPPart, RLPart, RLLoopPart)  # shared by several chapters
 
 
 C = TypeVar("C", bound=ExperimentConfig)

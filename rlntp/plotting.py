@@ -12,7 +12,7 @@ import pandas as pd
 plt.rcParams.update({
     "figure.dpi": 110, "savefig.dpi": 150, "axes.grid": True, "grid.alpha": 0.3,
     "axes.spines.top": False, "axes.spines.right": False, "legend.frameon": False,
-    "font.size": 10,
+    "font.size": 10, "legend.fontsize": 9, "svg.fonttype": "path",
 })
 
 
@@ -26,6 +26,26 @@ def save_figure(fig: plt.Figure, out_dir: str | Path, name: str) -> list[Path]:
         fig.savefig(buf, format=ext, bbox_inches="tight")
         paths.append(atomic_write_bytes(Path(out_dir) / f"{name}.{ext}", buf.getvalue()))
     return paths
+
+
+MAX_WIDTH_IN = 7.0  # the book's column is about 690 px: a wider figure shrinks and its labels blur
+
+
+def show_figure(fig: plt.Figure, out_dir: str | Path, name: str) -> None:
+    """Save ``fig`` (PNG and SVG, see :func:`save_figure`) and show it as SVG, sharp at any zoom.
+
+    A figure wider than :data:`MAX_WIDTH_IN` inches is refused: in the book it would be scaled
+    down until its tick labels cannot be read (stack the panels instead).
+    """
+    from IPython.display import SVG, display
+
+    width = fig.get_size_inches()[0]
+    if width > MAX_WIDTH_IN:
+        raise ValueError(f"figure {name!r} is {width:.1f} in wide; the book's column fits "
+                         f"{MAX_WIDTH_IN} in: stack its panels")
+    _, svg = save_figure(fig, out_dir, name)
+    plt.close(fig)
+    display(SVG(svg.read_bytes()))
 
 
 def mean_std_band(ax: plt.Axes, frame: pd.DataFrame, x: str, y: str = "value", label: str | None = None,

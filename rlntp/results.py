@@ -123,8 +123,32 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def git_modified() -> bool | None:
+    """Whether the checkout has changes not committed (None: not a git checkout)."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PACKAGE_DIR,
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(out.stdout.strip()) if out.returncode == 0 else None
+
+
+def device_name(device: str) -> str:
+    """The hardware behind a torch device string: the GPU's name, or the CPU model and cores."""
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(torch.device(device))
+    model = "CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
+                         model)
+    except OSError:
+        pass
+    return f"{model}, {len(os.sched_getaffinity(0))} cores"
+
+
 def write_run_info(cfg: Any, out_dir: str | Path, wall_time_s: float, **extra: Any) -> Path:
-    """Write ``config.json``: resolved config, versions, device and wall time."""
+    """Write ``config.json``: resolved config, versions, commit, device and wall time."""
     from rlntp import __version__
 
     info = {
@@ -133,13 +157,28 @@ def write_run_info(cfg: Any, out_dir: str | Path, wall_time_s: float, **extra: A
         "rlntp_version": __version__,
         "source_hash": source_hash(),
         "git_commit": git_commit(),
+        "git_modified": git_modified(),
         "torch_version": torch.__version__,
         "device": cfg.torch_device,
+        "device_name": device_name(cfg.torch_device),
         "wall_time_s": round(wall_time_s, 2),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **extra,
     }
     return atomic_write_text(Path(out_dir) / "config.json", json.dumps(info, indent=2) + "\n")
+
+
+def provenance(config_json: str | Path) -> str:
+    """One line for a chapter's footer, from its ``config.json``: preset, seeds, rlntp version,
+    commit, device and wall time."""
+    info = json.loads(Path(config_json).read_text())
+    commit = (info.get("git_commit") or "unknown")[:10]
+    if info.get("git_modified"):
+        commit += " with local changes"
+    seeds = ", ".join(map(str, info["config"].get("seeds", []))) or "none"
+    return (f"preset {info['config']['preset']} · seeds {seeds} · rlntp {info['rlntp_version']} · "
+            f"commit {commit} · device {info['device']} ({info.get('device_name', 'unknown')}) · "
+            f"wall time {info['wall_time_s']:.0f} s · finished {info['finished_at']}")
 
 
 class CheckpointError(RuntimeError):

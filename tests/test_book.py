@@ -9,21 +9,14 @@ from pathlib import Path
 
 import papermill as pm
 import pytest
-from conftest import copy_book
 
-from rlntp.book import NotebookFailed, build_book, chapters, run_notebook
+from rlntp.book import NotebookFailed, chapters, run_notebook
 from rlntp.results import METRIC_COLUMNS
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
-
-@pytest.fixture(scope="module")
-def smoke_book(tmp_path_factory):
-    root = tmp_path_factory.mktemp("smoke")
-    book_dir = copy_book(root / "book")
-    index = build_book("smoke", book_dir, root / "runs")
-    return book_dir, root / "runs" / "smoke", index
+# smoke_book: the session fixture in conftest.py (one build shared with test_browser.py)
 
 
 def test_book_has_intro_and_every_chapter_with_its_figures(smoke_book):
@@ -53,6 +46,20 @@ def test_every_chapter_writes_tidy_metrics_and_its_config(smoke_book):
         assert all(r["phase"] in ("pretrain", "sft", "rl") for r in rows), name
         info = json.loads((runs / name / "config.json").read_text())
         assert info["config"]["preset"] == "smoke" and info["wall_time_s"] > 0
+
+
+def test_scorecard_has_a_verdict_and_a_figure_link_for_every_claim(smoke_book):
+    from rlntp.claims import CLAIMS, VERDICTS
+
+    book_dir, _, index = smoke_book
+    rows = (book_dir / "_generated" / "scorecard.md").read_text().splitlines()[2:]
+    assert len(rows) == len(CLAIMS)
+    for claim, row in zip(CLAIMS, rows, strict=True):
+        assert any(f"**{v}**" in row for v in VERDICTS), row
+        assert f"<{claim.figure}>`" in row
+    html = (index.parent / "scorecard.html").read_text()
+    for claim in CLAIMS:  # each figure link resolved to its chapter page
+        assert f'href="chapters/{claim.chapter}.html#{claim.figure}"' in html, claim.key
 
 
 def test_unchanged_chapter_is_skipped(smoke_book):
@@ -87,3 +94,15 @@ def test_runner_rejects_an_unknown_chapter(tmp_path):
     out = subprocess.run([sys.executable, "-m", "rlntp.book", "--preset", "smoke", "--only", "nope",
                           "--runs-dir", str(tmp_path)], capture_output=True, text=True, cwd=REPO)
     assert out.returncode != 0 and "nope" in out.stderr
+
+
+def test_repeated_inline_scripts_are_dropped_whatever_their_priority():
+    from sphinx.builders.html._assets import _JavaScript
+
+    from rlntp.sphinxext import dedupe_scripts
+
+    scripts = [_JavaScript(None, priority=500, body="const A = 1;"), _JavaScript("x.js", priority=500),
+               _JavaScript("", priority=200, body="const A = 1;"), _JavaScript("x.js", priority=800)]
+    context = {"script_files": scripts}
+    dedupe_scripts(None, "p", "page.html", context, None)
+    assert context["script_files"] == scripts[:2]

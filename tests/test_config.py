@@ -78,3 +78,21 @@ def test_runner_parameters_parse_json_values():
 
     assert parse_param("seeds=[0, 1]") == ("seeds", [0, 1])
     assert parse_param("device=cuda") == ("device", "cuda")
+
+
+def test_table_shows_paths_relative_to_the_repository_and_a_headline():
+    from rlntp.config import REPO
+
+    cfg = resolve(ParityPretrainConfig, preset="smoke", out_dir=str(REPO / "runs" / "x"))
+    full, head = cfg.table(), cfg.table(headline=True)
+    assert full.loc["out_dir", "value"] == "'runs/x'"
+    assert list(full.index) == cfg.field_names() and full["meaning"].str.len().min() > 0
+    assert {"preset", "seeds", "d", "p_cot_values"} <= set(head.index)
+    assert not {"n_layer", "pretrain_iters", "weight_decay", "out_dir"} & set(head.index)
+
+
+def test_paper_preset_on_the_cpu_warns():
+    from rlntp.config import PaperOnCPUWarning
+
+    with pytest.warns(PaperOnCPUWarning, match="preset='paper' is running on the CPU"):
+        resolve(ParityPretrainConfig, preset="paper", device="cpu")

@@ -42,3 +42,28 @@ def test_a_misspelt_parameter_stops_the_notebook(tmp_path):
                             parameters={"preset": "smoke", "out_dir": str(tmp_path), "bta": 0.1},
                             kernel_name="python3", progress_bar=False, cwd=str(REPO))
     assert err.value.ename == "ConfigError" and "bta" in err.value.evalue
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_every_figure_has_a_caption_a_name_and_alt_text(name):
+    figures = [c for c in _cells(name) if "show_figure(" in "".join(c["source"])]
+    assert figures, f"{name} shows no figure"
+    for cell in figures:
+        meta = cell["metadata"].get("mystnb", {})
+        assert meta.get("figure", {}).get("caption") and meta["figure"].get("name"), cell["source"][:2]
+        assert meta.get("image", {}).get("alt"), cell["source"][:2]
+        assert "save_figure(" not in "".join(cell["source"])
+    names = [c["metadata"]["mystnb"]["figure"]["name"] for c in figures]
+    assert len(set(names)) == len(names)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_every_chapter_ends_with_exercises_references_and_provenance(name):
+    text = "\n".join("".join(c["source"]) for c in _cells(name) if c["cell_type"] == "markdown")
+    assert text.count("```{exercise}") >= 2
+    assert text.count("```{solution}") == text.count("```{exercise}")
+    assert "papermill notebooks/" in text, "one exercise runs the chapter with papermill -p ..."
+    assert text.index("## Exercises") < text.index("## References") < text.index("## Provenance")
+    assert "{glue:text}`provenance`" in text and "{footbibliography}" in text
+    title = text.splitlines()[0]
+    assert title.startswith("# ") and "$" not in title, "a plain-text title (browser tabs, search)"

@@ -57,4 +57,30 @@ def test_run_info(tmp_path):
     cfg = resolve(ParityPretrainConfig, preset="smoke", out_dir=str(tmp_path))
     info = json.loads(write_run_info(cfg, tmp_path, 12.345).read_text())
     assert info["config"]["d"] == cfg.d and info["wall_time_s"] == 12.35
-    assert {"rlntp_version", "git_commit", "torch_version", "device", "source_hash"} <= info.keys()
+    assert {"rlntp_version", "git_commit", "git_modified", "torch_version", "device", "device_name",
+            "source_hash"} <= info.keys()
+
+
+def test_provenance_line_names_preset_seeds_version_commit_device_and_wall_time(tmp_path):
+    from rlntp import __version__
+    from rlntp.results import provenance
+
+    cfg = resolve(ParityPretrainConfig, preset="smoke", out_dir=str(tmp_path), seeds=[3, 5])
+    line = provenance(write_run_info(cfg, tmp_path, 41.6))
+    info = json.loads((tmp_path / "config.json").read_text())
+    for part in ("preset smoke", "seeds 3, 5", f"rlntp {__version__}", "device cpu", "wall time 42 s",
+                 f"commit {(info['git_commit'] or 'unknown')[:10]}", info["device_name"]):
+        assert part in line
+
+
+def test_show_figure_refuses_a_figure_wider_than_the_book_column(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from rlntp.plotting import show_figure
+
+    fig = plt.figure(figsize=(9, 3))
+    with pytest.raises(ValueError, match="9.0 in wide"):
+        show_figure(fig, tmp_path, "wide")
+    plt.close(fig)
+    show_figure(plt.figure(figsize=(7, 3)), tmp_path, "fits")
+    assert (tmp_path / "fits.svg").exists() and (tmp_path / "fits.png").exists()

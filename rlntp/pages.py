@@ -1,0 +1,116 @@
+"""Book pages generated from what ran: the scorecard, and the cost of each chapter per preset.
+
+``python -m rlntp.book`` calls :func:`write_pages` after executing the chapters and before the
+HTML build. It reads the ``metrics.csv`` and ``config.json`` the chapters wrote
+(``RUNS_DIR/PRESET/CHAPTER``) and the committed ones (``results/PRESET/CHAPTER``, e.g. GPU runs),
+and writes Markdown tables into ``BOOK_DIR/_generated/``, which the hand-written pages include.
+Nothing in them is typed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rlntp.claims import CLAIMS, scorecard
+from rlntp.config import PRESET_NAMES, REPO, display_path
+from rlntp.results import atomic_write_text
+
+RESULTS = REPO / "results"  # committed runs (metrics and config only), e.g. the paper preset on a GPU
+CLASS_MINUTES = 50
+LIVE_MINUTES = 10  # a run this short can be started in class and discussed while it runs
+
+
+def _link(name: str) -> str:
+    return f"{{doc}}`/chapters/{name}`"  # the chapter's own title
+
+
+def measured_runs(names: list[str], runs_dir: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """(chapter, preset) -> what its ``config.json`` says and where it lies; this build's runs
+    first, committed results where this build has none."""
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for root, source in ((Path(runs_dir), "this build"), (RESULTS, "committed")):
+        for name in names:
+            for preset in PRESET_NAMES:
+                path = root / preset / name / "config.json"
+                if (name, preset) in found or not path.is_file():
+                    continue
+                try:
+                    info = json.loads(path.read_text())
+                except ValueError:
+                    continue
+                found[(name, preset)] = {**info, "source": source, "path": display_path(path)}
+    return found
+
+
+def _cost(info: dict[str, Any] | None) -> str:
+    if info is None:
+        return "not run"
+    where = info.get("device_name") or info.get("device", "?")
+    return f"{info['wall_time_s']:,.0f} s ({where}; {info['source']})"
+
+
+def costs_table(names: list[str], runs: dict[tuple[str, str], dict[str, Any]]) -> str:
+    """A Markdown table: one row per chapter, the measured wall time at each preset."""
+    lines = ["| Chapter | " + " | ".join(f"`{p}`" for p in PRESET_NAMES) + " |",
+             "|---|" + "---|" * len(PRESET_NAMES)]
+    for name in names:
+        cells = [_cost(runs.get((name, p))) for p in PRESET_NAMES]
+        lines.append(f"| {_link(name)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def class_plan(names: list[str], runs: dict[tuple[str, str], dict[str, Any]]) -> str:
+    """A Markdown table for a teacher: each chapter's measured ``cpu`` time and, from it, whether
+    to run it live in a class period or before it."""
+    lines = ["| Chapter | `cpu` run (measured) | In a 50-minute class |", "|---|---|---|"]
+    for name in names:
+        info = runs.get((name, "cpu"))
+        if info is None:
+            plan, cost = "not measured in this build: time it with `make book` first", "not run"
+        else:
+            minutes = info["wall_time_s"] / 60
+            cost = f"{minutes:.0f} min"
+            plan = ("run it live at the start, discuss while it runs" if minutes <= LIVE_MINUTES else
+                    "run it before class (`make book`); in class, read the executed chapter and run "
+                    "one exercise's subset" if minutes <= 8 * CLASS_MINUTES else
+                    "run it the day before; in class, read the executed chapter")
+        lines.append(f"| {_link(name)} | {cost} | {plan} |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def scorecard_table(names: list[str], runs_dir: Path, preset: str) -> str:
+    """A Markdown table: every claim of :data:`rlntp.claims.CLAIMS` with the paper's scale, what
+    this build's run (``RUNS_DIR/PRESET``) measured, the criterion, the verdict and the figure;
+    plus a column for the committed ``results/paper`` runs where there are any."""
+    ours = scorecard({n: Path(runs_dir) / preset / n for n in names})
+    gpu_dirs = {n: RESULTS / "paper" / n for n in names if (RESULTS / "paper" / n / "metrics.csv").is_file()}
+    gpu = scorecard(gpu_dirs) if gpu_dirs else None
+    head = ["Claim (paper section; paper's scale)", f"Measured at `{preset}`", "Criterion", "Verdict"]
+    head += ["`paper` preset (committed)"] if gpu is not None else []
+    lines = ["| " + " | ".join(head + ["Figure"]) + " |", "|---" * (len(head) + 1) + "|"]
+    for c in CLAIMS:
+        row = ours.loc[c.key]
+        verdict = f"**{row.verdict}**" + (f": {row.why}" if row.why else "")
+        measured = f"{row.measured} ({row.scale})" if row.measured else "–"
+        cells = [f"{c.statement} (§{c.section}; {c.paper_scale})", measured, c.criterion, verdict]
+        if gpu is not None:
+            g = gpu.loc[c.key]
+            cells.append(f"**{g.verdict}** {g.measured}" if c.chapter in gpu_dirs else "not run")
+        figure = f"{{numref}}`Ch. {int(c.chapter[:2])}, Fig. %s <{c.figure}>`"
+        lines.append("| " + " | ".join(map(_cell, cells)) + f" | {figure} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_pages(book_dir: Path, names: list[str], runs_dir: Path, preset: str) -> None:
+    """Write ``BOOK_DIR/_generated/{scorecard,costs,class_plan}.md`` from the measured runs."""
+    runs = measured_runs(names, runs_dir)
+    out = Path(book_dir) / "_generated"
+    atomic_write_text(out / "scorecard.md", scorecard_table(names, runs_dir, preset))
+    atomic_write_text(out / "costs.md", costs_table(names, runs))
+    atomic_write_text(out / "class_plan.md", class_plan(names, runs))

@@ -1,0 +1,140 @@
+"""The benchmark scripts: FLOP counting, the TRL baseline's task plumbing, results.json's schema
+(``run.py --tiny``), the README block, and ``gpu_paper.py --tiny`` on the CPU."""
+
+import csv
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+from rlntp.data.parity import ParityTask
+from rlntp.models.gpt import GPT, GPTConfig
+from rlntp.results import METRIC_COLUMNS
+from rlntp.train import ntp_loss
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH = REPO / "benchmarks"
+
+
+def load(name: str) -> ModuleType:
+    """A module of benchmarks/ (they import each other as siblings, like scripts do)."""
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def tiny_model() -> GPT:
+    return GPT(GPTConfig(vocab_size=3, block_size=8, n_layer=1, n_head=1, n_embd=4))
+
+
+def test_flops_match_a_hand_count():
+    flops = load("flops")
+    model = tiny_model()
+    # per block: ln1 2*4, qkv 4*12+12, proj 4*4+4, ln2 2*4, mlp 4*16+16 and 16*4+4; ln_f 2*4; head 4*3
+    block = 8 + 60 + 20 + 8 + 80 + 68
+    assert flops.nonembedding_params(model) == block + 8 + 12 == 264
+    # 6 N B T + 12 L C B T^2 with B=2, T=5
+    assert flops.train_flops(264, 1, 4, 2, 5) == 6 * 264 * 10 + 12 * 4 * 2 * 25
+
+
+def test_forward_shapes_count_what_the_model_was_given():
+    """With groups, ntp_loss forwards each group cut to its own width: two calls, counted apart."""
+    flops = load("flops")
+    model = tiny_model()
+    tokens = torch.randint(0, 3, (3, 8))
+    mask = torch.zeros(3, 7, dtype=torch.bool)
+    mask[0, :6] = True      # a long row: targets up to column 5 -> width 6
+    mask[1:, :2] = True     # short rows: width 2
+    groups = torch.tensor([True, False, False])
+    with flops.ForwardShapes(model) as shapes:
+        ntp_loss(model, tokens, mask, groups)
+    assert shapes.shapes == [(1, 6), (2, 2)]
+    n = flops.nonembedding_params(model)
+    assert shapes.train_flops() == flops.train_flops(n, 1, 4, 1, 6) + flops.train_flops(n, 1, 4, 2, 2)
+
+
+def test_gemm_gflops_is_positive_and_restores_threads():
+    flops = load("flops")
+    before = torch.get_num_threads()
+    assert flops.gemm_gflops(threads=1, n=64, min_s=0.01) > 0
+    assert torch.get_num_threads() == before
+
+
+def test_trl_baseline_sees_the_same_tokens_and_rewards():
+    """TRL's side: prompt text tokenizes to our ids, and its reward is the task's e2e reward."""
+    trl_baseline = load("trl_baseline")
+    task = ParityTask(4, 0.5)
+    prompts = torch.tensor([[1, 0, 1, 1], [0, 0, 0, 1], [1, 1, 0, 0]])
+    tok = trl_baseline.parity_tokenizer()
+    assert tok(text=trl_baseline.prompt_text(prompts))["input_ids"] == prompts.tolist()
+    reward = trl_baseline.make_reward(task)
+    # right short answer + EOS; right long chain + EOS; truncated (no EOS within 5 tokens)
+    completions = [[1, 2], [0, 0, 0, 1, 2], [0, 1, 0, 1, 0]]
+    assert reward(trl_baseline.prompt_text(prompts), ["", "", ""], completions) == [1.0, 1.0, 0.0]
+
+
+def test_run_tiny_writes_the_results_schema(tmp_path):
+    out = tmp_path / "results.json"
+    proc = subprocess.run([sys.executable, str(BENCH / "run.py"), "--tiny", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert {"schema", "mode", "machine", "date", "commit", "threads", "flop_formula", "summary", "goals",
+            "entries"} <= set(results)
+    summary = results["summary"]
+    assert set(summary["ntp_step_gflops"]) == {"01_parity_pretraining", "02_parity_rl", "04_multiplication"}
+    assert summary["rl_iter_s"]["ours"] > 0 and summary["rl_iter_s"]["trl"] > 0
+    assert summary["sampling_speedup_vs_hf_generate"] > 0
+    for name, entry in results["entries"].items():
+        stamp = {"value", "machine", "date", "commit", "loadavg_start", "loadavg_end", "other_load"}
+        assert stamp <= set(entry), name
+        assert {"cpu", "cores", "torch_threads"} <= set(entry["machine"])
+    assert [g["goal"] for g in results["goals"]][:3] == [
+        "ntp_fraction_of_peak (chapter 1)", "rl_iter_speedup_vs_trl", "time_to_95_s"]
+    assert all(g["met"] in (True, False, None) for g in results["goals"])
+    assert "| metric | value | goal |" in proc.stdout
+
+
+def test_readme_block_is_rewritten_in_place(tmp_path):
+    run = load("run")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\nbefore\n\n{run.START}\nold table\n{run.END}\n\nafter\n")
+    results = {"command": "benchmarks/run.py", "mode": "full", "date": "2026-01-01T00:00:00", "commit": "abc",
+               "threads": 1, "machine": {"cpu": "CPU", "cores": 2, "torch": "2"},
+               "entries": {}, "summary": run.summarize({}), "goals": run.goals(run.summarize({}))}
+    run.rewrite_readme(results, readme)
+    text = readme.read_text()
+    assert "old table" not in text and text.startswith("# x\n\nbefore\n") and text.endswith("\n\nafter\n")
+    assert text.count(run.START) == 1 and "| metric | value | goal |" in text
+
+
+@pytest.mark.parametrize("flag", ["--tiny"])
+def test_gpu_paper_tiny_runs_on_cpu(tmp_path, flag):
+    out = tmp_path / "gpu"
+    proc = subprocess.run([sys.executable, str(BENCH / "gpu_paper.py"), flag, "--budget-s", "20",
+                           "--out", str(out)], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "projected paper preset" in proc.stdout
+    with open(out / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert tuple(rows[0]) == METRIC_COLUMNS
+    assert {r["phase"] for r in rows} == {"pretrain", "rl"}
+    info = json.loads((out / "config.json").read_text())
+    assert {"device", "finished_at", "git_commit", "wall_time_s", "benchmark"} <= set(info)
+    assert info["benchmark"]["projected_paper_preset"]["total_s"] > 0
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.csv"]  # no checkpoints left
+    # never papermill or trl (not available on the GPU machine)
+    script = str(BENCH / "gpu_paper.py")
+    check = (f"import runpy, sys\nsys.argv = ['x', '--help']\ntry:\n    runpy.run_path({script!r}, "
+             "run_name='__main__')\nexcept SystemExit:\n    pass\n"
+             "assert 'papermill' not in sys.modules and 'trl' not in sys.modules, 'imported'")
+    proc = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -1,0 +1,39 @@
+"""Book pages generated from measured runs: a chapter's cost per preset, a class plan."""
+
+import json
+
+from rlntp.pages import class_plan, costs_table, measured_runs, write_pages
+
+
+def _run(root, preset, name, wall, device_name="Test CPU, 2 cores"):
+    d = root / preset / name
+    d.mkdir(parents=True)
+    (d / "config.json").write_text(json.dumps({"wall_time_s": wall, "device": "cpu",
+                                               "device_name": device_name}))
+
+
+def test_costs_come_from_each_runs_config_json(tmp_path):
+    _run(tmp_path, "smoke", "a", 3.2)
+    _run(tmp_path, "cpu", "a", 1234.0)
+    runs = measured_runs(["a", "b"], tmp_path)
+    table = costs_table(["a", "b"], runs)
+    row_a, row_b = table.splitlines()[2:]
+    assert "{doc}`/chapters/a`" in row_a and "3 s (Test CPU, 2 cores; this build)" in row_a
+    assert "1,234 s" in row_a and row_a.endswith("| not run |")
+    assert row_b.count("not run") == 3
+
+
+def test_class_plan_follows_the_measured_cpu_time(tmp_path):
+    _run(tmp_path, "cpu", "fast", 240.0)
+    _run(tmp_path, "cpu", "slow", 2100.0)
+    plan = class_plan(["fast", "slow", "absent"], measured_runs(["fast", "slow", "absent"], tmp_path))
+    fast, slow, absent = plan.splitlines()[2:]
+    assert "4 min" in fast and "live" in fast
+    assert "35 min" in slow and "before class" in slow
+    assert "not measured in this build" in absent
+
+
+def test_write_pages_writes_every_table(tmp_path):
+    write_pages(tmp_path / "book", ["01_parity_pretraining"], tmp_path / "runs", "cpu")
+    assert {p.name for p in (tmp_path / "book" / "_generated").iterdir()} == {
+        "scorecard.md", "costs.md", "class_plan.md"}
