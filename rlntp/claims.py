@@ -423,7 +423,10 @@ def assess(chapter: str, df: pd.DataFrame, cfg: Any) -> pd.DataFrame:
 def sentence(table: pd.DataFrame) -> str:
     """The chapter's closing sentence, chosen by the verdicts of :func:`assess`."""
     by = {v: list(table.index[table.verdict == v]) for v in VERDICTS}
-    names = lambda keys: "; ".join(table.claim[k].lower() for k in keys)  # noqa: E731
+    def lower(text: str) -> str:  # "Below ..." -> "below ...", but "GRPO", "STaR" stay
+        return text if text[1:2].isupper() else text[:1].lower() + text[1:]
+
+    names = lambda keys: "; ".join(lower(table.claim[k]) for k in keys)  # noqa: E731
     parts = []
     if by["reproduced"] or by["reproduced at a smaller scale"]:
         parts.append(f"Reproduced here: {names(by['reproduced'] + by['reproduced at a smaller scale'])}.")
@@ -431,7 +434,7 @@ def sentence(table: pd.DataFrame) -> str:
         parts.append(f"Not reproduced at this preset: {names(by['not reproduced'])}.")
     if by["not run"]:
         parts.append("Not decided by this run: " + "; ".join(
-            f"{table.claim[k].lower()} ({table.why[k]})" for k in by["not run"]) + ".")
+            f"{lower(table.claim[k])} ({table.why[k]})" for k in by["not run"]) + ".")
     return " ".join(parts)
 
 

@@ -48,6 +48,8 @@ def test_sentence_follows_the_verdicts():
     assert "Reproduced here: a holds." in text and "Not reproduced at this preset: b fails." in text
     assert "c absent (not in methods)" in text
     assert sentence(table.iloc[:1]) == "Reproduced here: a holds."
+    table.loc["a", "claim"] = "GRPO learns"
+    assert sentence(table.iloc[:1]) == "Reproduced here: GRPO learns."
 
 
 def test_every_claim_names_a_chapter_and_a_figure_of_that_chapter():
