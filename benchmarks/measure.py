@@ -23,21 +23,9 @@ from typing import Any
 
 import torch
 
-from rlntp.results import git_commit, git_modified
+from rlntp.results import cpu_model, git_commit, git_modified
 
 BUSY = 0.5  # other processes kept more than this many cores busy: the numbers are suspect
-
-
-def cpu_model() -> str:
-    """The ``model name`` of the first CPU in ``/proc/cpuinfo`` ("unknown" elsewhere)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def cores() -> int:

@@ -114,37 +114,40 @@ def source_hash() -> str:
     return h.hexdigest()[:12]
 
 
-def git_commit() -> str | None:
+def _git(*args: str) -> str | None:
+    """The output of ``git ARGS`` in the package's checkout; None where git or the checkout is missing."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PACKAGE_DIR, capture_output=True,
-                             text=True, timeout=10)
+        out = subprocess.run(["git", *args], cwd=PACKAGE_DIR, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def git_commit() -> str | None:
+    return _git("rev-parse", "HEAD") or None
 
 
 def git_modified() -> bool | None:
     """Whether the checkout has changes not committed (None: not a git checkout)."""
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return None if status is None else bool(status)
+
+
+def cpu_model(default: str = "unknown") -> str:
+    """The ``model name`` of the first CPU in ``/proc/cpuinfo`` (``default`` elsewhere)."""
     try:
-        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PACKAGE_DIR,
-                             capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return bool(out.stdout.strip()) if out.returncode == 0 else None
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
+                        default)
+    except OSError:
+        return default
 
 
 def device_name(device: str) -> str:
     """The hardware behind a torch device string: the GPU's name, or the CPU model and cores."""
     if device.startswith("cuda") and torch.cuda.is_available():
         return torch.cuda.get_device_name(torch.device(device))
-    model = "CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
-                         model)
-    except OSError:
-        pass
-    return f"{model}, {len(os.sched_getaffinity(0))} cores"
+    return f"{cpu_model('CPU')}, {len(os.sched_getaffinity(0))} cores"
 
 
 def write_run_info(cfg: Any, out_dir: str | Path, wall_time_s: float, **extra: Any) -> Path:
