@@ -1,11 +1,12 @@
 """Time the book build per chapter at a preset (default cpu) into a scratch folder.
 
-    .venv/bin/python benchmarks/book_time.py [--preset cpu] [--only NAME ...]
+    .venv/bin/python benchmarks/book_time.py [--preset cpu] [--only NAME ...] [--keep DIR]
 
 Prints one line per chapter and the total, and writes them to
 ``runs/benchmarks/book_time-<preset>.json`` (with the date and commit). Nothing is reused: every
-chapter is executed afresh (a scratch runs folder), so the numbers are what a first `make book`
-costs on this machine. ``benchmarks/run.py`` reads the latest result (:func:`latest`).
+chapter is executed afresh (a scratch runs folder, or ``--keep DIR``, which must not hold runs
+yet and is kept afterwards, e.g. to read the scorecard of that build), so the numbers are what a
+first `make book` costs on this machine. ``benchmarks/run.py`` reads the latest result (:func:`latest`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rlntp.book import REPO, build_html, chapters, run_notebook
+from rlntp.pages import write_pages
 from rlntp.results import atomic_write_text, git_commit
 
 
@@ -28,9 +30,13 @@ def result_path(preset: str) -> Path:
     return REPO / "runs" / "benchmarks" / f"book_time-{preset}.json"
 
 
-def time_book(preset: str = "cpu", only: list[str] | None = None) -> dict[str, Any]:
-    """Execute every chapter (or ``only`` these) afresh, build the HTML; write and return the times."""
-    scratch = Path(tempfile.mkdtemp(prefix="rlntp-bench-"))
+def time_book(preset: str = "cpu", only: list[str] | None = None, keep: Path | None = None
+              ) -> dict[str, Any]:
+    """Execute every chapter (or ``only`` these) afresh, build the HTML; write and return the
+    times. The book and its runs go to ``keep`` (kept) or to a scratch folder (deleted)."""
+    if keep is not None and (Path(keep) / "runs").exists():
+        raise SystemExit(f"--keep {keep}: holds runs already; give a new folder (nothing is reused)")
+    scratch = Path(keep) if keep is not None else Path(tempfile.mkdtemp(prefix="rlntp-bench-"))
     book_dir = scratch / "book"
     shutil.copytree(REPO / "book", book_dir, ignore=shutil.ignore_patterns("_build", "*.ipynb", ".*.stamp"))
     times: dict[str, float] = {}
@@ -42,6 +48,7 @@ def time_book(preset: str = "cpu", only: list[str] | None = None) -> dict[str, A
         times[name] = round(time.time() - t0, 1)
         print(f"{name:<28} {times[name]:8.1f} s", flush=True)
     t0 = time.time()
+    write_pages(book_dir, chapters(book_dir), scratch / "runs", preset)
     build_html(book_dir)
     times["html build"] = round(time.time() - t0, 1)
     total = round(sum(times.values()), 1)
@@ -50,7 +57,8 @@ def time_book(preset: str = "cpu", only: list[str] | None = None) -> dict[str, A
               "machine": platform.platform(), "processor": platform.processor(),
               "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "commit": git_commit()}
     atomic_write_text(result_path(preset), json.dumps(result, indent=2) + "\n")
-    shutil.rmtree(scratch, ignore_errors=True)
+    if keep is None:
+        shutil.rmtree(scratch, ignore_errors=True)
     return result
 
 
@@ -69,8 +77,9 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--preset", default="cpu")
     ap.add_argument("--only", nargs="+")
+    ap.add_argument("--keep", type=Path, help="build and keep the book and its runs here")
     args = ap.parse_args(argv)
-    time_book(args.preset, args.only)
+    time_book(args.preset, args.only, args.keep)
 
 
 if __name__ == "__main__":

@@ -127,16 +127,17 @@ def project(cfg1: Any, cfg2: Any, pre_step_s: float, pre_eval_s: float, rl_iter_
         return cfg.pretrain_iters * pre_step_s + evals * pre_eval_s
 
     ch1_runs = len(parity_pretrain.stages(cfg1)[0].jobs)
+    rl_jobs = parity_rl.rl_jobs(cfg2) + parity_rl.low_jobs(cfg2)
     rl_s = 0.0
-    for run in parity_rl.rl_jobs(cfg2):
+    for run in rl_jobs:
         if run.method == "star":  # one round ~ star_samples responses sampled and trained on
             rl_s += cfg2.star_rounds * (cfg2.star_samples / cfg2.rl_batch * rl_iter_s + rl_eval_s)
         else:
             rl_s += cfg2.rl_iters * rl_iter_s + (cfg2.rl_iters // cfg2.eval_every + 1) * rl_eval_s
     ch1 = ch1_runs * pretrain(cfg1)
-    ch2 = len(cfg2.seeds) * pretrain(cfg2) + rl_s
+    ch2 = len(parity_rl.stages(cfg2)[0].jobs) * pretrain(cfg2) + rl_s
     return {"chapter1_s": round(ch1), "chapter2_s": round(ch2), "total_s": round(ch1 + ch2),
-            "chapter1_runs": ch1_runs, "chapter2_rl_runs": len(parity_rl.rl_jobs(cfg2))}
+            "chapter1_runs": ch1_runs, "chapter2_rl_runs": len(rl_jobs)}
 
 
 def memory() -> dict[str, float | None]:

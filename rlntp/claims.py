@@ -140,9 +140,14 @@ def leap_lowers_threshold(df: pd.DataFrame, cfg: Any) -> Result:
 
 
 # --- chapter 2: parity, RL -----------------------------------------------------------------------
-def _rl(df: pd.DataFrame, method: str, reward: str, temperature: float, branch: int) -> pd.DataFrame:
+RL_PARITY, RL_LOW = "parity_rl", "parity_rl_low"
+
+
+def _rl(df: pd.DataFrame, method: str, reward: str, temperature: float, branch: int,
+        experiment: str = RL_PARITY) -> pd.DataFrame:
     """One RL configuration's rows, one column per metric (index seed, step)."""
-    sub = df[(df.phase == "rl") & (df.method == method) & (df.reward == reward)
+    sub = df[(df.experiment == experiment) & (df.phase == "rl") & (df.method == method)
+             & (df.reward == reward)
              & np.isclose(df.temperature.astype(float), temperature) & (df.branch_step == branch)]
     return sub.pivot_table(index=["seed", "step"], columns="metric", values="value").reset_index()
 
@@ -168,18 +173,26 @@ def _rl_learns(method: str, reward: str) -> Callable[[pd.DataFrame, Any], Result
     return measure
 
 
-def star_recursion_transformer(df: pd.DataFrame, cfg: Any) -> Result:
-    w = _rl(df, "star", "cot", cfg.temperature, cfg.rl_branch)
-    if w.empty:
-        return Result("", None, "STaR with the cot reward is not in methods x rewards")
+def star_recursion_gaps(df: pd.DataFrame, cfg: Any) -> list[float]:
+    """|measured long fraction - recursion iterated from the measured p_0| at rounds 1-3, for
+    every seed of STaR (cot reward, tau = ``temperature``, from ``rl_branch``)."""
     from rlntp.rl.star import star_recursion
 
+    w = _rl(df, "star", "cot", cfg.temperature, cfg.rl_branch)
     gaps = []
     for _, run in w.groupby("seed"):
         run = run.sort_values("step")
         rec = star_recursion(run.frac_long_sample.iloc[0], int(run.step.max()))
         pairs = zip(run.step, run.frac_long_sample, strict=True)
         gaps += [abs(v - rec[int(k)]) for k, v in pairs if 1 <= k <= 3]
+    return gaps
+
+
+def star_recursion_transformer(df: pd.DataFrame, cfg: Any) -> Result:
+    w = _rl(df, "star", "cot", cfg.temperature, cfg.rl_branch)
+    if w.empty:
+        return Result("", None, "STaR with the cot reward is not in methods x rewards")
+    gaps = star_recursion_gaps(df, cfg)
     if not gaps:
         return Result("", None, "every STaR run stopped before round 1")
     return Result(f"max |long fraction - recursion| over rounds 1-3 = {max(gaps):.3f} "
@@ -187,18 +200,23 @@ def star_recursion_transformer(df: pd.DataFrame, cfg: Any) -> Result:
 
 
 def too_early_parity(df: pd.DataFrame, cfg: Any) -> Result:
-    pre = df[(df.phase == "pretrain")].pivot_table(index=["seed", "step"], columns="metric",
-                                                   values="value")
+    """Per GRPO run (branch step x seed) from a checkpoint whose chain is not known: is there an
+    evaluation where the median greedy length is above 1 while greedy accuracy is below
+    :data:`LEARNED` (length up, no generalisation, even if it falls back later)?"""
+    pre = df[(df.experiment == RL_PARITY) & (df.phase == "pretrain")].pivot_table(
+        index=["seed", "step"], columns="metric", values="value")
     cases, runs = [], 0
     for b in cfg.branch_steps:
         w = _rl(df, "grpo", "e2e", cfg.temperature, b)
         for s, run in w.groupby("seed"):
             runs += 1
-            end = run[run.step == run.step.max()].iloc[0]
             chain = pre.loc[(s, b), "acc_sample_long"] if (s, b) in pre.index else np.nan
-            if chain < CHAIN and end.len_median_greedy > 1 and end.acc_greedy < LEARNED:
-                cases.append(f"step {b}, seed {s}: long answers right {_f(chain)}, then length "
-                             f"{end.len_median_greedy:g}, accuracy {_f(end.acc_greedy)}")
+            long = run[(run.len_median_greedy > 1) & (run.acc_greedy < LEARNED)].sort_values("step")
+            if chain < CHAIN and not long.empty:
+                first = long.iloc[0]
+                cases.append(f"step {b}, seed {s}: long answers right {_f(chain)}; at RL iteration "
+                             f"{int(first.step)} length {first.len_median_greedy:g}, accuracy "
+                             f"{_f(first.acc_greedy)} ({len(long)} of {len(run)} evaluations)")
     if not runs:
         return Result("", None, "no GRPO branch with the e2e reward")
     return Result(f"{len(cases)} of {runs} GRPO runs" + (": " + "; ".join(cases) if cases else ""),
@@ -217,20 +235,25 @@ def star_hot_fails(df: pd.DataFrame, cfg: Any) -> Result:
 
 
 def grpo_length_rises_at_001(df: pd.DataFrame, cfg: Any) -> Result:
-    if not np.isclose(cfg.p_cot, 0.01):
-        return Result("", None, f"this run pre-trains at p_cot = {cfg.p_cot:g}; run the chapter with "
-                      "-p p_cot 0.01")
-    rises = []
+    """Per (branch step, seed) GRPO run of the ``low_p_cot`` side experiment: does the median
+    greedy length rise above 1? "Almost all": at least 3 runs in 4."""
+    if not np.isclose(cfg.low_p_cot, 0.01):
+        return Result("", None, f"low_p_cot = {cfg.low_p_cot}; run the chapter with -p low_p_cot 0.01")
+    ends = []
     for b in cfg.branch_steps:
-        w = _rl(df, "grpo", "e2e", cfg.temperature, b)
-        if not w.empty:
-            end = w[w.step == w.groupby("seed").step.transform("max")]
-            rises.append((b, float(end.len_median_greedy.median())))
-    if not rises:
-        return Result("", None, "no GRPO branch with the e2e reward")
-    up = [b for b, v in rises if v > 1]
-    return Result("median greedy length after GRPO: " + ", ".join(f"{v:g} (step {b})" for b, v in rises),
-                  bool(len(up) >= 0.75 * len(rises)))
+        w = _rl(df, "grpo", "e2e", cfg.temperature, b, RL_LOW)
+        ends += [(b, s, run.sort_values("step").iloc[-1]) for s, run in w.groupby("seed")]
+    if not ends:
+        return Result("", None, "no GRPO branch with the e2e reward at low_p_cot")
+    up = [e for e in ends if e[2].len_median_greedy > 1]
+    pre = df[(df.experiment == RL_LOW) & (df.phase == "pretrain") & (df.metric == "acc_sample_long")
+             & df.step.isin(cfg.branch_steps)].value
+    text = (f"sampled long answers right {_f(pre.median())} at the checkpoints (median); "
+            f"median greedy length rose above 1 in {len(up)} of {len(ends)} GRPO runs (branch steps "
+            + ", ".join(f"{b}" for b in cfg.branch_steps) + f"; {len({s for _, s, _ in ends})} seed(s)); "
+            "final greedy accuracy " + ", ".join(
+                f"{_f(e.acc_greedy)} (step {b}, seed {s})" for b, s, e in ends))
+    return Result(text, bool(len(up) >= 0.75 * len(ends)))
 
 
 # --- chapter 3: linear theory --------------------------------------------------------------------
@@ -307,20 +330,46 @@ def mult_too_early(df: pd.DataFrame, cfg: Any) -> Result:
 
 
 # --- chapter 5: GSM8K and MATH -------------------------------------------------------------------
+NO_SIGNAL = "not decided if no GRPO group had reward variance"
+
+
+def _llm_formats(star: pd.DataFrame) -> str:
+    """Long vs short accuracy of the responses sampled at T = 1 from the checkpoint (its star
+    rows), pooled over seeds; "" if the run did not sample."""
+    w = star.pivot_table(index="seed", columns="metric", values="value", dropna=False)
+    if "n_sample_long" not in w:
+        return ""
+    parts = []
+    for f in ("long", "short"):
+        n = w[f"n_sample_{f}"].sum()
+        acc = (w[f"acc_sample_{f}"].fillna(0) * w[f"n_sample_{f}"]).sum() / n if n else np.nan
+        parts.append(f"{f} ones right {_f(acc)} (n = {n:.0f})")
+    return "; of the answers sampled at T = 1 from the checkpoint, " + ", ".join(parts)
+
+
 def _llm_advantage(dataset: str) -> Callable[[pd.DataFrame, Any], Result]:
     def measure(df: pd.DataFrame, cfg: Any) -> Result:
         sub = df[df.experiment == dataset]
         if sub.empty:
-            return Result("", None, f"this run fine-tunes on {cfg.dataset}; run with -p dataset {dataset}")
+            return Result("", None, f"this run fine-tunes on {cfg.dataset}; run with "
+                          f"-p datasets '[\"{dataset}\"]'")
         last = max(cfg.sft_checkpoints)
-        sft = sub[(sub.phase == "sft") & (sub.step == last) & (sub.metric == "acc_greedy")].value.mean()
-        rl = sub[(sub.phase == "rl") & (sub.branch_step == last) & (sub.metric == "acc_greedy")]
-        rl = rl[rl.step == rl.step.max()].value.mean()
-        flat = sub[sub.metric == "frac_reward_zero_std"].value
-        text = (f"greedy accuracy after SFT epoch {last}: {_f(sft)}, after GRPO: {_f(rl)} "
-                f"({sub.seed.nunique()} seed(s)); groups without reward variance: {_f(flat.mean(), '.0%')}")
+        star = sub[(sub.phase == "sft") & (sub.step == last)]
+        sft = star[star.metric == "acc_greedy"].value.mean()
+        branch = sub[(sub.phase == "rl") & (sub.branch_step == last)]
+        ends = branch.groupby("seed").step.transform("max")
+        rl = branch[(branch.step == ends) & (branch.metric == "acc_greedy")].value.mean()
+        flat = branch[branch.metric == "frac_reward_zero_std"].value
+        stopped = branch[branch.metric == "stopped_early"].value
+        steps = int(branch.step.max()) if not branch.empty else 0
+        text = (f"greedy accuracy after SFT epoch {last}: {_f(sft)}, after {steps} GRPO step(s): "
+                f"{_f(rl)} ({sub.seed.nunique()} seed(s)); groups without reward variance: "
+                f"{_f(flat.mean(), '.0%')}" + _llm_formats(star))
         if not flat.empty and flat.min() >= 1:
-            return Result(text, None, "no GRPO group had reward variance: GRPO got no signal")
+            how = (f"GRPO stopped early after {steps} step(s)" if (stopped > 0).any()
+                   else f"in all {steps} step(s)")
+            return Result(text, None, f"no GRPO group had reward variance ({how}): GRPO got no "
+                          "signal at this scale")
         return Result(text, bool(rl - sft >= 0.05))
     return measure
 
@@ -358,14 +407,15 @@ CLAIMS = [
           TRANSFORMER, "max gap <= 0.1 over rounds 1-3 (recursion from the measured round 0)",
           "fig-02-star", star_recursion_transformer),
     Claim("too_early", P2, "3", "RL started too early raises length without generalising",
-          TRANSFORMER, f"some GRPO run from a checkpoint whose long answers are right < {CHAIN} ends "
-          f"with median length > 1 and greedy acc < {LEARNED}", "fig-02-branches", too_early_parity),
+          TRANSFORMER, f"some GRPO run from a checkpoint whose long answers are right < {CHAIN} has an "
+          f"evaluation with median greedy length > 1 and greedy acc < {LEARNED}", "fig-02-branches",
+          too_early_parity),
     Claim("star_hot", P2, "3", "STaR at high temperature with the end-to-end reward fails",
           TRANSFORMER, f"final greedy acc <= {CHANCE} on every seed at the highest temperature",
           "fig-02-methods", star_hot_fails),
     Claim("grpo_001", P2, "3", "At p_cot = 0.01, length still rises under GRPO from almost all "
-          "checkpoints", TRANSFORMER, "median greedy length > 1 after GRPO from >= 75% of the branch "
-          "steps", "fig-02-branches", grpo_length_rises_at_001),
+          "checkpoints", TRANSFORMER, "median greedy length > 1 at the end of >= 75% of the GRPO runs "
+          "(branch step x seed)", "fig-02-low", grpo_length_rises_at_001),
     Claim("thm1", P3, "2", "Theorem 1: for autoregressive linear models, greedy accuracy after "
           "next-token prediction jumps from 1/2 to 1 at p_cot = 1/3", "a theorem (any d >= 2)",
           "the 75% crossing within 0.05 of 1/3", "fig-03-threshold", linear_threshold),
@@ -387,10 +437,10 @@ CLAIMS = [
           "length up by half the gap between the formats, greedy acc < 0.5", "fig-04-grpo", mult_too_early),
     Claim("gsm8k", P5, "6", "GSM8K: SFT on a mixture with p_cot = 0.05, then GRPO, beats SFT alone",
           "Llama 3.2 3B base, full GSM8K, 30 SFT epochs", "greedy acc after GRPO >= after SFT + 0.05 "
-          "(last checkpoint)", "fig-05-sft-grpo", _llm_advantage("gsm8k")),
+          f"(last checkpoint); {NO_SIGNAL}", "fig-05-sft-grpo", _llm_advantage("gsm8k")),
     Claim("math", P5, "6", "MATH: the same", "Llama 3.2 3B base, full MATH, 30 SFT epochs",
-          "greedy acc after GRPO >= after SFT + 0.05 (last checkpoint)", "fig-05-sft-grpo",
-          _llm_advantage("math")),
+          f"greedy acc after GRPO >= after SFT + 0.05 (last checkpoint); {NO_SIGNAL}",
+          "fig-05-sft-grpo", _llm_advantage("math")),
 ]
 
 

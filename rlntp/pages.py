@@ -107,10 +107,22 @@ def scorecard_table(names: list[str], runs_dir: Path, preset: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def scorecard_summary(names: list[str], runs_dir: Path, preset: str) -> str:
+    """One sentence for the introduction: how many claims got each verdict in this build."""
+    card = scorecard({n: Path(runs_dir) / preset / n for n in names})
+    counts = card.verdict.value_counts()
+    parts = [f"{counts[v]} {v}" for v in ("reproduced", "reproduced at a smaller scale",
+                                          "not reproduced", "not run") if v in counts]
+    return (f"Of the {len(card)} claims of the paper that this book tests, this build (`{preset}` "
+            f"preset) finds: {', '.join(parts)}; the {{doc}}`scorecard </scorecard>` lists each "
+            "one with its numbers.\n")
+
+
 def write_pages(book_dir: Path, names: list[str], runs_dir: Path, preset: str) -> None:
-    """Write ``BOOK_DIR/_generated/{scorecard,costs,class_plan}.md`` from the measured runs."""
+    """Write ``BOOK_DIR/_generated/{scorecard,summary,costs,class_plan}.md`` from the measured runs."""
     runs = measured_runs(names, runs_dir)
     out = Path(book_dir) / "_generated"
     atomic_write_text(out / "scorecard.md", scorecard_table(names, runs_dir, preset))
+    atomic_write_text(out / "summary.md", scorecard_summary(names, runs_dir, preset))
     atomic_write_text(out / "costs.md", costs_table(names, runs))
     atomic_write_text(out / "class_plan.md", class_plan(names, runs))

@@ -66,3 +66,84 @@ def test_every_chapter_quotes_its_claims(chapter):
     cells = json.loads((REPO / "notebooks" / f"{chapter}.ipynb").read_text())["cells"]
     text = "".join("".join(c["source"]) for c in cells)
     assert "show_claims(" in text and "{glue:text}`claims_sentence`" in text
+
+
+def _rl_end(experiment: str, branch: int, seed: int, length: float, acc: float) -> list[dict]:
+    """The rows of a GRPO run (e2e, tau = 1) that ends at ``length`` and ``acc``."""
+    return [dict(experiment=experiment, phase="rl", method="grpo", reward="e2e", temperature=1.0,
+                 branch_step=branch, seed=seed, step=step, metric=m, value=v if step == 10 else 1.0)
+            for step in (0, 10) for m, v in (("len_median_greedy", length), ("acc_greedy", acc))]
+
+
+def test_grpo_at_001_counts_runs_of_the_low_experiment_only():
+    from rlntp.claims import grpo_length_rises_at_001
+    from rlntp.experiments.parity_rl import EXPERIMENT, LOW, ParityRLConfig
+
+    cfg = resolve(ParityRLConfig, preset="smoke")  # branch steps 10, 20, 30; one seed
+    assert cfg.low_p_cot == 0.01
+    low = [_rl_end(LOW, b, 0, length, 0.5) for b, length in ((10, 1.0), (20, 6.0), (30, 16.0))]
+    main = [_rl_end(EXPERIMENT, b, 0, 16.0, 1.0) for b in cfg.branch_steps]  # must not count
+    df = pd.DataFrame([r for rows in low + main for r in rows])
+    r = grpo_length_rises_at_001(df, cfg)
+    assert r.holds is False and "median greedy length rose above 1 in 2 of 3" in r.measured
+    first = (df.experiment == LOW) & (df.branch_step == 10) & (df.metric == "len_median_greedy")
+    df.loc[first, "value"] = 3.0
+    assert grpo_length_rises_at_001(df, cfg).holds is True
+    skip = grpo_length_rises_at_001(df, resolve(ParityRLConfig, preset="smoke", low_p_cot=0.02))
+    assert skip.holds is None and "-p low_p_cot 0.01" in skip.why
+
+
+def _llm_rows(dataset: str, flat: list[float], acc_rl: float, stopped: float) -> list[dict]:
+    """Chapter 5 rows: the SFT star at epoch 2 (greedy 0.25; sampled long 3 of 4 right, short 1
+    of 12) and a GRPO branch from it whose steps had ``flat`` groups without reward variance."""
+    keys = dict(experiment=dataset, p_cot=0.05, seed=0)
+    star = dict(acc_greedy=0.25, acc_sample_long=0.75, n_sample_long=4.0, acc_sample_short=1 / 12,
+                n_sample_short=12.0)
+    rows = [dict(keys, phase="sft", step=2, metric=m, value=v) for m, v in star.items()]
+    rows += [dict(keys, phase="rl", branch_step=2, step=0, metric="acc_greedy", value=0.25)]
+    for step, f in enumerate(flat, start=1):
+        rows += [dict(keys, phase="rl", branch_step=2, step=step, metric=m, value=v)
+                 for m, v in (("frac_reward_zero_std", f), ("reward_mean", 0.0))]
+    end = len(flat)
+    rows += [dict(keys, phase="rl", branch_step=2, step=end, metric=m, value=v)
+             for m, v in (("acc_greedy", acc_rl), ("stopped_early", stopped))]
+    return rows
+
+
+def test_llm_claim_is_not_run_without_reward_variance_and_states_the_formats():
+    from rlntp.claims import _llm_advantage
+    from rlntp.experiments.gsm8k_math import GSM8KMathConfig
+
+    cfg = resolve(GSM8KMathConfig, preset="cpu")
+    assert cfg.sft_checkpoints == (2,)
+    flat = pd.DataFrame(_llm_rows("gsm8k", [1.0, 1.0], 0.25, 1.0))
+    r = _llm_advantage("gsm8k")(flat, cfg)
+    assert r.holds is None and "stopped early after 2 step(s)" in r.why
+    assert "long ones right 0.75 (n = 4), short ones right 0.08 (n = 12)" in r.measured
+    learns = pd.DataFrame(_llm_rows("gsm8k", [1.0, 0.5, 0.5], 0.375, 0.0))
+    assert _llm_advantage("gsm8k")(learns, cfg).holds is True
+    same = pd.DataFrame(_llm_rows("gsm8k", [0.5], 0.25, 0.0))
+    assert _llm_advantage("gsm8k")(same, cfg).holds is False
+    absent = _llm_advantage("math")(learns, resolve(GSM8KMathConfig, preset="smoke"))
+    assert absent.holds is None and "datasets" in absent.why
+
+
+def test_too_early_counts_a_run_whose_length_rose_at_any_evaluation():
+    from rlntp.claims import too_early_parity
+    from rlntp.experiments.parity_rl import EXPERIMENT, ParityRLConfig
+
+    cfg = resolve(ParityRLConfig, preset="smoke")  # branch steps 10, 20, 30; one seed
+    pre = [dict(experiment=EXPERIMENT, phase="pretrain", seed=0, step=b, metric="acc_sample_long",
+                value=0.5 if b == 10 else 0.95) for b in cfg.branch_steps]
+    rl = []
+    for b in cfg.branch_steps:  # length 16 at iteration 10 only, accuracy 0.5 throughout
+        rl += [dict(experiment=EXPERIMENT, phase="rl", method="grpo", reward="e2e", temperature=1.0,
+                    branch_step=b, seed=0, step=k, metric=m, value=v)
+               for k in (0, 10, 20) for m, v in (("len_median_greedy", 16.0 if k == 10 else 1.0),
+                                                 ("acc_greedy", 0.5))]
+    df = pd.DataFrame(pre + rl)
+    r = too_early_parity(df, cfg)  # steps 20, 30 know the chain: not "too early"
+    assert r.holds is True and r.measured.startswith("1 of 3 GRPO runs: step 10, seed 0")
+    assert "at RL iteration 10 length 16, accuracy 0.50 (1 of 3 evaluations)" in r.measured
+    df.loc[df.metric == "len_median_greedy", "value"] = 1.0
+    assert too_early_parity(df, cfg).holds is False

@@ -6,9 +6,9 @@ from rlntp.config import ConfigError, resolve
 from rlntp.experiments.parity_pretrain import ParityPretrainConfig
 
 
-def test_cpu_preset_is_the_field_defaults():
+def test_cpu_preset_is_the_field_defaults_and_its_presets_entry():
     cfg = resolve(ParityPretrainConfig)
-    assert cfg == ParityPretrainConfig()
+    assert cfg == ParityPretrainConfig(**ParityPretrainConfig.PRESETS["cpu"])
     assert cfg.preset == "cpu"
 
 

@@ -2,6 +2,7 @@
 
 import json
 
+from rlntp.claims import CLAIMS
 from rlntp.pages import class_plan, costs_table, measured_runs, write_pages
 
 
@@ -36,4 +37,7 @@ def test_class_plan_follows_the_measured_cpu_time(tmp_path):
 def test_write_pages_writes_every_table(tmp_path):
     write_pages(tmp_path / "book", ["01_parity_pretraining"], tmp_path / "runs", "cpu")
     assert {p.name for p in (tmp_path / "book" / "_generated").iterdir()} == {
-        "scorecard.md", "costs.md", "class_plan.md"}
+        "scorecard.md", "summary.md", "costs.md", "class_plan.md"}
+    summary = (tmp_path / "book" / "_generated" / "summary.md").read_text()
+    n = len(CLAIMS)  # nothing ran: every claim is "not run"
+    assert f"Of the {n} claims" in summary and f"{n} not run" in summary and "reproduced" not in summary

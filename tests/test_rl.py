@@ -12,8 +12,8 @@ import torch
 from rlntp.config import ConfigError, ModelPart, NTPPart, OptimizerPart, RLLoopPart, resolve
 from rlntp.data.parity import EOS, VOCAB_SIZE, ParityTask
 from rlntp.experiments.parity_pretrain import ParityPretrainConfig
-from rlntp.experiments.parity_rl import ParityRLConfig, rl_jobs
-from rlntp.experiments.runs import pretrain_dir
+from rlntp.experiments.parity_rl import ParityRLConfig, low_jobs, rl_jobs, stages
+from rlntp.experiments.runs import RLRun, pretrain_dir
 from rlntp.models.gpt import GPT, GPTConfig
 from rlntp.rl import grpo, reinforce, star
 from rlntp.rl.grpo import group_advantages, grpo_loss
@@ -174,6 +174,7 @@ def test_star_recursion_doubles_the_odds() -> None:
     ("num_generations", 1, "num_generations"),
     ("p_cot", 0.0, "p_cot"),
     ("grid_n_seeds", -1, "grid_n_seeds"),
+    ("low_p_cot", 0.5, "low_p_cot"),  # must be rarer than p_cot (smoke: 0.25)
     ("learning_rate", -1.0, "learning_rate"),
     ("star_learning_rate", 0.0, "star_learning_rate"),
     ("pretrain_learning_rate", -1.0, "pretrain_learning_rate"),
@@ -205,6 +206,13 @@ def test_pretrain_config_and_jobs(tmp_path) -> None:
     assert {r.branch_step for r in runs if r.method == "grpo"} == set(cfg.branch_steps)
     grid = {(r.method, r.reward, r.temperature) for r in runs if r.branch_step == cfg.rl_branch}
     assert len(grid) == len(cfg.methods) * len(cfg.rewards) * len(cfg.temperatures)
+    # the low_p_cot side experiment: its own pre-training per seed and GRPO from every branch
+    pre, rl = stages(cfg)
+    assert [t.p_cot for _, t, _ in pre.jobs] == [cfg.p_cot, cfg.low_p_cot]
+    low = [r for _, t, r in rl.jobs if t.p_cot == cfg.low_p_cot]
+    assert low == [RLRun("grpo", "e2e", cfg.temperature, b, 0) for b in cfg.branch_steps]
+    off = dataclasses.replace(cfg, low_p_cot=0.0)
+    assert len(stages(off)[0].jobs) == 1 and low_jobs(off) == []
 
 
 def test_carry_forward_extends_stopped_runs() -> None:

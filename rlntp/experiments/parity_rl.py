@@ -7,6 +7,10 @@ every round) on fixed test prompts, greedy and at temperature 1. Sequences seen:
 counts step x batch size, RL counts every generated response (GRPO/REINFORCE: prompts_per_iter
 x num_generations per iteration, STaR: ``star_samples`` per round). The RL loop itself is the
 shared :func:`rlntp.rl.train.train_rl`.
+
+A side experiment repeats pre-training and the GRPO branches at a rare ``low_p_cot`` (paper: at
+p_cot = 0.01 length still rises from almost all checkpoints); its rows are experiment
+``parity_rl_low``.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from rlntp.task import REWARDS
 from rlntp.train import History
 
 EXPERIMENT = "parity_rl"
+LOW = "parity_rl_low"
 
 CPU = dict(pretrain_iters=700, pretrain_batch_size=256, pretrain_eval_every=50,
            n_layer=1, ckpt_every=50, eval_size=640)
@@ -50,7 +55,7 @@ class ParityRLConfig(RLLoopPart, ParityBase):
                       n_layer=4, n_embd=128, n_head=4, ckpt_every=1000,
                       branch_steps=(5000, 10_000, 20_000, 30_000, 40_000), rl_branch=20_000,
                       rl_iters=1000, star_rounds=10, eval_every=20, eval_size=640,
-                      pretrain_eval_every=1000, grid_n_seeds=0),
+                      pretrain_eval_every=1000),
     }
 
     p_cot: float = param(0.1, "fraction of long demonstrations in pre-training")
@@ -59,7 +64,9 @@ class ParityRLConfig(RLLoopPart, ParityBase):
     methods: tuple[str, ...] = param(tuple(METHODS), f"any of {tuple(METHODS)}")
     rewards: tuple[str, ...] = param(REWARDS, f"any of {REWARDS}")
     temperatures: tuple[float, ...] = param((0.75, 1.0, 1.5), "RL temperatures of the Fig. 3 grid")
-    grid_n_seeds: int = param(1, "the Fig. 3 grid runs on the first N seeds (0: all)")
+    grid_n_seeds: int = param(0, "the Fig. 3 grid runs on the first N seeds (0: all)")
+    low_p_cot: float = param(0.01, "a rare p_cot: pre-training and GRPO from every branch step, "
+                             "every seed (0: skip)")
 
     def check(self) -> None:
         require(0 < self.p_cot <= 1, "p_cot", self.p_cot, "a float in (0, 1]")
@@ -78,6 +85,8 @@ class ParityRLConfig(RLLoopPart, ParityBase):
                 "temperatures", self.temperatures, "a non-empty list of positive floats")
         require(self.grid_n_seeds >= 0, "grid_n_seeds", self.grid_n_seeds,
                 "an integer >= 0 (0: all seeds)")
+        require(0 <= self.low_p_cot < self.p_cot, "low_p_cot", self.low_p_cot,
+                f"0 (skip) or a float in (0, p_cot={self.p_cot})")
 
 
 MAIN_RUNS = (("grpo", "e2e"), ("reinforce", "e2e"), ("star", "cot"))  # at tau = 1, every seed
@@ -103,33 +112,54 @@ def rl_jobs(cfg: ParityRLConfig) -> list[RLRun]:
     return list(dict.fromkeys(runs))  # drop duplicates, keep the order
 
 
+def low_jobs(cfg: ParityRLConfig) -> list[RLRun]:
+    """The side experiment at ``low_p_cot``: GRPO (e2e, tau = ``temperature``) from every
+    branch step, every seed (none when ``low_p_cot`` is 0 or GRPO/e2e are left out)."""
+    if not cfg.low_p_cot or "grpo" not in cfg.methods or "e2e" not in cfg.rewards:
+        return []
+    return [RLRun("grpo", "e2e", cfg.temperature, b, s) for b in cfg.branch_steps for s in cfg.seeds]
+
+
 def stages(cfg: ParityRLConfig) -> list[Stage]:
-    """One pre-training run per seed, then every RL run of :func:`rl_jobs` (longest first)."""
+    """Pre-training per seed (at p_cot and, for :func:`low_jobs`, at low_p_cot), then every RL
+    run of :func:`rl_jobs` (longest first) and of :func:`low_jobs`."""
     task = cfg.task(cfg.p_cot)
-    runs = sorted(rl_jobs(cfg), key=lambda r: r.method != "star")
-    return [Stage("pre-training", pretrain_run, [(cfg, task, s) for s in cfg.seeds]),
-            Stage("RL runs", rl_run, [(cfg, task, r) for r in runs])]
+    tasks = [task] + ([cfg.task(cfg.low_p_cot)] if low_jobs(cfg) else [])
+    runs = [(cfg, task, r) for r in sorted(rl_jobs(cfg), key=lambda r: r.method != "star")]
+    runs += [(cfg, tasks[-1], r) for r in low_jobs(cfg)]
+    return [Stage("pre-training", pretrain_run, [(cfg, t, s) for t in tasks for s in cfg.seeds]),
+            Stage("RL runs", rl_run, runs)]
 
 
-def pretrain_all(cfg: ParityRLConfig) -> dict[int, History]:
-    """The pre-training runs (cached and resumable): ``{seed: history}``."""
-    (hists,) = run_stages(stages(cfg)[:1], cfg.n_workers)
-    check_checkpoints(cfg, cfg.task(cfg.p_cot))
-    return dict(zip(cfg.seeds, hists, strict=True))
+def pretrain_all(cfg: ParityRLConfig) -> dict[float, dict[int, History]]:
+    """The pre-training runs (cached and resumable): ``{p_cot: {seed: history}}``."""
+    stage = stages(cfg)[0]
+    (hists,) = run_stages([stage], cfg.n_workers)
+    out: dict[float, dict[int, History]] = {}
+    for (_, task, seed), hist in zip(stage.jobs, hists, strict=True):
+        check_checkpoints(cfg, task)
+        out.setdefault(task.p_cot, {})[seed] = hist
+    return out
 
 
-def rl_all(cfg: ParityRLConfig) -> dict[RLRun, RLHistory]:
-    """The RL runs, from the pre-training checkpoints: ``{run: history}``."""
+def rl_all(cfg: ParityRLConfig) -> dict[float, dict[RLRun, RLHistory]]:
+    """The RL runs, from the pre-training checkpoints: ``{p_cot: {run: history}}``."""
     stage = stages(cfg)[1]
     (hists,) = run_stages([stage], cfg.n_workers)
-    return {run: h for (_, _, run), h in zip(stage.jobs, hists, strict=True)}
+    out: dict[float, dict[RLRun, RLHistory]] = {}
+    for (_, task, run), hist in zip(stage.jobs, hists, strict=True):
+        out.setdefault(task.p_cot, {})[run] = hist
+    return out
 
 
-def rows(cfg: ParityRLConfig, pre: dict[int, History] | None = None,
-         rl: dict[RLRun, RLHistory] | None = None) -> list[dict[str, Any]]:
-    """Tidy rows of the pre-training runs ``pre`` and the RL runs ``rl``."""
-    task = cfg.task(cfg.p_cot)
+def rows(cfg: ParityRLConfig, pre: dict[float, dict[int, History]] | None = None,
+         rl: dict[float, dict[RLRun, RLHistory]] | None = None) -> list[dict[str, Any]]:
+    """Tidy rows of the pre-training runs ``pre`` and the RL runs ``rl``: experiment
+    :data:`EXPERIMENT` at p_cot, :data:`LOW` at low_p_cot."""
     out: list[dict[str, Any]] = []
-    for seed, hist in (pre or {}).items():
-        out += pretrain_rows(hist, cfg, task, seed, EXPERIMENT, cfg.d)
-    return out + rl_rows(rl or {}, cfg, task, EXPERIMENT, cfg.d)
+    for p in dict.fromkeys([*(pre or {}), *(rl or {})]):
+        task, exp = cfg.task(p), EXPERIMENT if p == cfg.p_cot else LOW
+        for seed, hist in (pre or {}).get(p, {}).items():
+            out += pretrain_rows(hist, cfg, task, seed, exp, cfg.d)
+        out += rl_rows((rl or {}).get(p, {}), cfg, task, exp, cfg.d)
+    return out

@@ -99,8 +99,10 @@ def train_rl(model: torch.nn.Module, task: Task, cfg: RLLoopPart, *, method: str
                    leave=False, mininterval=2.0):
         prompts = task.sample_prompts(plan.prompts, gen, device)
         ro = rollout(model, task, prompts, plan.group_size, temperature, reward, sample_gen)
-        stats = {"reward_mean": ro.reward.mean().item(),
-                 "frac_long_rollout": task.is_long(ro.lengths).float().mean().item()}
+        long = task.is_long(ro.lengths).float()
+        stats = {"reward_mean": ro.reward.mean().item(), "frac_long_rollout": long.mean().item(),
+                 # the long fraction of the rewarded responses (STaR's training set)
+                 "frac_long_rewarded": long[ro.reward > 0].mean().nan_to_num().item()}
         stats |= update(model, opt, ro, cfg, temperature, ref, gen)
         if it % plan.eval_every == 0 or it == plan.iters:
             m = {**evaluate(model, it), **stats}
