@@ -3,7 +3,9 @@
 import pytest
 
 from rlntp.data.math_text import (
+    DATASETS,
     choose_long,
+    data_hash,
     data_root,
     format_prompt,
     is_long,
@@ -96,3 +98,14 @@ def test_prompt_without_chat_template_is_plain():
     text = format_prompt("What is 2+2?", "math")
     assert text.startswith("Question: What is 2+2?") and text.endswith("Answer: ")
     assert "\\boxed{}" in text
+
+
+def test_data_hash_of_several_datasets_covers_each(tmp_path):
+    for d in DATASETS:
+        (tmp_path / d).mkdir()
+        for split in ("train", "test"):
+            (tmp_path / d / f"{split}.jsonl").write_text(f"{d} {split}\n")
+    both = data_hash("gsm8k+math", tmp_path)
+    assert both not in (data_hash("gsm8k", tmp_path), data_hash("math", tmp_path))
+    (tmp_path / "math" / "test.jsonl").write_text("changed\n")
+    assert data_hash("gsm8k+math", tmp_path) != both

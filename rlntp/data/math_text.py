@@ -111,11 +111,12 @@ def data_files(dataset: str, data_dir: str | Path | None = None, sample: bool = 
 
 def data_hash(dataset: str, data_dir: str | Path | None = None, sample: bool = False) -> str:
     """A short hash of the contents of the files a run reads (``"hub"`` for the hub's data), for
-    cache keys: results computed from other data are never reused."""
+    cache keys: results computed from other data are never reused. ``dataset`` may name several
+    joined by ``+`` (``"gsm8k+math"``)."""
     if data_dir == HUB:
         return HUB
     h = hashlib.sha1()
-    for path in data_files(dataset, data_dir, sample):
+    for path in (f for name in dataset.split("+") for f in data_files(name, data_dir, sample)):
         h.update(path.name.encode())
         h.update(path.read_bytes() if path.is_file() else b"<missing>")
     return h.hexdigest()[:12]

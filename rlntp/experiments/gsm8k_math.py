@@ -1,10 +1,14 @@
-"""Chapter 5: SFT of a pretrained LLM on a short/long GSM8K or MATH mixture, then GRPO from
+"""Chapter 5: SFT of a pretrained LLM on a short/long GSM8K and MATH mixture, then GRPO from
 every SFT checkpoint (paper Fig. 5 right).
 
-One *SFT run* per seed fine-tunes the model on ``train_size`` problems, a fraction ``p_cot`` of
-them with the worked solution, and saves checkpoints at the epochs ``sft_checkpoints``. One
-*branch* per (seed, checkpoint) measures the checkpoint (the star of the figure) and runs GRPO
-from it with the correctness reward. Both are cached under ``cfg.path / "runs"``.
+Every dataset of ``datasets`` runs on its own. One *SFT run* per (dataset, seed) fine-tunes the
+model on ``train_size`` problems, a fraction ``p_cot`` of them with the worked solution, and
+saves checkpoints at the epochs ``sft_checkpoints``. One *branch* per (dataset, seed, checkpoint)
+measures the checkpoint (the star of the figure; also long vs short accuracy of ``sample_k``
+samples per test problem at temperature 1), picks the training prompts the checkpoint solves
+(a pre-pass of ``prepass_k`` samples each) and runs GRPO on them with the correctness reward,
+stopped early after ``stop_flat`` steps in a row without reward variance. Both are cached under
+``cfg.path / "runs"``.
 
 Sequences seen: SFT counts ``epoch x train_size`` (sequences are reused across epochs); GRPO
 adds ``step x prompts_per_iter x num_generations`` (every generation counts).
@@ -12,7 +16,7 @@ adds ``step x prompts_per_iter x num_generations`` (every generation counts).
 Several GPUs (TRL's own path; every process runs this driver)::
 
     accelerate launch --config_file notebooks/accelerate_deepspeed.yaml \\
-        -m rlntp.experiments.gsm8k_math --preset paper -p dataset=gsm8k
+        -m rlntp.experiments.gsm8k_math --preset paper -p 'datasets=["gsm8k"]'
 """
 
 from __future__ import annotations
@@ -61,52 +65,64 @@ class GSM8KMathConfig(RLPart, ExperimentConfig):
 
     CHAPTER: ClassVar[str] = "05_gsm8k_math"
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
-        "smoke": dict(model="tiny-random", workers=1, sample_data=True, train_size=8, test_size=4,
-                      p_cot=0.25, sft_epochs=2, sft_checkpoints=(1, 2), sft_batch_size=4,
-                      rl_iters=2, prompts_per_iter=2, num_generations=2,
+        "smoke": dict(model="tiny-random", workers=1, datasets=("gsm8k",), sample_data=True,
+                      train_size=8, test_size=4, p_cot=0.25, sft_epochs=2, sft_checkpoints=(1, 2),
+                      sft_batch_size=4, rl_iters=2, prompts_per_iter=2, num_generations=2,
                       max_completion_length=8, eval_every=1, sft_learning_rate=1e-3,
-                      learning_rate=1e-3),
-        "cpu": dict(rl_iters=4, prompts_per_iter=2, num_generations=4, learning_rate=1e-5,
-                    eval_every=2),
+                      learning_rate=1e-3, sample_k=2, prepass_k=1, stop_flat=0),
+        "cpu": dict(rl_iters=3, prompts_per_iter=1, num_generations=8, learning_rate=1e-5,
+                    eval_every=3),
         "paper": dict(model="meta-llama/Llama-3.2-3B", dtype="bfloat16", train_size=0,
                       test_size=0, p_cot=0.05, sft_epochs=30,
                       sft_checkpoints=tuple(range(1, 31)), sft_batch_size=64,
                       sft_learning_rate=1e-5, rl_iters=200, prompts_per_iter=16,
                       num_generations=8, max_completion_length=512, learning_rate=1e-6,
-                      eval_every=20, eval_batch_size=64),
+                      eval_every=20, eval_batch_size=64, prepass_k=0, stop_flat=0),
     }
 
     seeds: tuple[int, ...] = param((0,), "training seeds (one SFT run and its GRPO branches each)")
-    dataset: str = param("gsm8k", f"one of {DATASETS}")
+    datasets: tuple[str, ...] = param(DATASETS, f"datasets, each run on its own (of {DATASETS})")
     model: str = param("smollm2-135m", MODELS_HELP)
     dtype: str = param("float32", "'float32' or 'bfloat16' (trains in bf16, GPU)")
     data_dir: str | None = param(None, "None: $RLNTP_DATA_DIR or ../shared/data; 'hub': download")
     sample_data: bool = param(False, "read the 64/32-problem sample_*.jsonl files (smoke)")
-    train_size: int = param(64, "a seeded subset of the train split (0: all)")
-    test_size: int = param(32, "a fixed subset of the test split (0: all)")
+    train_size: int = param(32, "a seeded subset of the train split (0: all)")
+    test_size: int = param(16, "a fixed subset of the test split (0: all)")
     subset_seed: int = param(0, "picks both subsets (the same for every training seed)")
     p_cot: float = param(0.05, "fraction of training problems with the worked solution")
     sft_epochs: int = param(2, "SFT epochs")
-    sft_checkpoints: tuple[int, ...] = param((1, 2), "SFT epochs GRPO starts from")
-    sft_batch_size: int = param(8, "SFT batch size")
+    sft_checkpoints: tuple[int, ...] = param((2,), "SFT epochs GRPO starts from")
+    sft_batch_size: int = param(4, "SFT batch size")
     sft_learning_rate: float = param(2e-5, "SFT learning rate (AdamW, constant; ours)")
-    max_completion_length: int = param(96, "tokens, for GRPO samples and greedy evaluation")
-    eval_batch_size: int = param(16, "prompts per batch of greedy evaluation")
+    max_completion_length: int = param(176, "tokens, for every sample and greedy evaluation (cpu: "
+                                       "95th percentile of GSM8K worked solutions)")
+    eval_batch_size: int = param(32, "prompts per batch of greedy evaluation and sampling")
+    sample_k: int = param(2, "responses per test problem sampled at T = 1 from each SFT "
+                          "checkpoint, for long vs short accuracy (0: none)")
+    prepass_k: int = param(1, "responses per training problem sampled at T = 1 from the SFT "
+                           "checkpoint; GRPO trains on the most often solved (0: on all)")
+    stop_flat: int = param(2, "stop GRPO after this many steps in a row without reward variance "
+                           "in any group (0: never)")
 
     def check(self) -> None:
         require(self.device in ("auto", "cpu", "cuda"), "device", self.device,
                 "'auto', 'cpu' or 'cuda' (TRL places the model itself: choose a GPU with "
                 "CUDA_VISIBLE_DEVICES=N)")
-        require(self.dataset in DATASETS, "dataset", self.dataset, f"one of {DATASETS}")
+        require(len(self.datasets) > 0 and len(set(self.datasets)) == len(self.datasets)
+                and all(d in DATASETS for d in self.datasets), "datasets", self.datasets,
+                f"a non-empty list of distinct names from {DATASETS}")
         require(self.dtype in ("float32", "bfloat16"), "dtype", self.dtype,
                 "'float32' or 'bfloat16'")
         require(0.0 <= self.p_cot <= 1.0, "p_cot", self.p_cot, "a number in [0, 1]")
-        require_at_least(self, 0, ("train_size", "test_size"))
+        require_at_least(self, 0, ("train_size", "test_size", "sample_k", "prepass_k",
+                                   "stop_flat"))
         require_at_least(self, 1, ("sft_epochs", "sft_batch_size", "max_completion_length",
                                    "eval_batch_size"))
         require(len(self.sft_checkpoints) > 0 and all(
             1 <= e <= self.sft_epochs for e in self.sft_checkpoints), "sft_checkpoints",
             self.sft_checkpoints, f"a non-empty list of epochs in 1..sft_epochs={self.sft_epochs}")
+        require(self.train_size == 0 or self.train_size >= self.prompts_per_iter, "train_size",
+                self.train_size, f"0 (all) or at least prompts_per_iter={self.prompts_per_iter}")
         require_positive(self, ("sft_learning_rate",))
         try:  # a typo fails now, not after a minute of hub retries
             model_source(self.model)
@@ -117,6 +133,15 @@ class GSM8KMathConfig(RLPart, ExperimentConfig):
                 data_root(self.data_dir)
             except FileNotFoundError as e:
                 raise ConfigError(str(e)) from None
+
+    @property
+    def dataset(self) -> str:
+        """The datasets as one name, e.g. ``"gsm8k+math"``; the dataset of a per-dataset job."""
+        return "+".join(self.datasets)
+
+    def only(self, dataset: str) -> GSM8KMathConfig:
+        """This config restricted to ``dataset`` (one SFT run and its branches per seed)."""
+        return dataclasses.replace(self, datasets=(dataset,))
 
     @property
     def uses_hub(self) -> bool:
@@ -136,7 +161,8 @@ def _is_main_process() -> bool:
 
 
 def _setup(cfg: GSM8KMathConfig, seed: int):
-    """Hub access only if the config asks for it, the tokenizer, and the (train, test) problems."""
+    """Hub access only if the config asks for it, the tokenizer, and the (train, test) problems
+    of the one dataset of ``cfg``."""
     hub_access(cfg.uses_hub)  # before the HF libraries are imported (rlntp.llm turned them off)
     from rlntp.llm.models import load_tokenizer
     from rlntp.llm.train import quiet
@@ -175,17 +201,37 @@ def sft_run(cfg: GSM8KMathConfig, seed: int, root: Path) -> dict[str, Any]:
 
 def grpo_branch(cfg: GSM8KMathConfig, seed: int, epoch: int, root: Path
                 ) -> dict[int, dict[str, float]]:
-    """GRPO from the SFT checkpoint of ``epoch``: {step: metrics}, step 0 = the checkpoint."""
+    """From the SFT checkpoint of ``epoch``: long vs short accuracy of samples on the test
+    problems, the pre-pass, then GRPO. {step: metrics}, step 0 = the checkpoint."""
     from rlntp.llm.models import load_model
-    from rlntp.llm.train import grpo
+    from rlntp.llm.train import grpo, sample_correct
 
     tok, train, test = _setup(cfg, seed)
     s = cfg.settings(seed)
     ckpt = root / f"seed{seed}" / "sft" / f"epoch_{epoch}"
     model = load_model(str(ckpt), tok, seed, getattr(torch, cfg.dtype)).to(s.device)
-    return grpo(model, tok, rl_records(train, cfg.dataset, tok),
-                rl_records(test, cfg.dataset, tok), s, root / f"seed{seed}" / f"grpo_epoch{epoch}",
-                cfg)
+    train_records, test_records = rl_records(train, cfg.dataset, tok), rl_records(test, cfg.dataset, tok)
+    star: dict[str, float] = {}
+    if cfg.sample_k:
+        star.update(sample_correct(model, tok, test_records, cfg.sample_k, cfg.temperature, s)[1])
+    if cfg.prepass_k:
+        solved, _ = sample_correct(model, tok, train_records, cfg.prepass_k, cfg.temperature, s)
+        train_records, star["prepass_solved"] = pick_prompts(train_records, solved,
+                                                             cfg.prompts_per_iter)
+    history = grpo(model, tok, train_records, test_records, s,
+                   root / f"seed{seed}" / f"grpo_epoch{epoch}", cfg, cfg.stop_flat)
+    history[0].update(star)
+    return history
+
+
+def pick_prompts(records: list[dict[str, str]], solved: list[int], at_least: int
+                 ) -> tuple[list[dict[str, str]], float]:
+    """The records solved at least once in the pre-pass (topped up to ``at_least`` with the next
+    ones in order, so that a GRPO batch can be filled), and the fraction solved."""
+    n_solved = sum(c > 0 for c in solved)
+    order = sorted(range(len(records)), key=lambda i: -solved[i])  # stable: ties keep order
+    keep = sorted(order[:max(n_solved, at_least)])
+    return [records[i] for i in keep], n_solved / len(records)
 
 
 def cached_sft_run(cfg: GSM8KMathConfig, seed: int, root: Path) -> dict[str, Any]:
@@ -211,34 +257,42 @@ def cached_grpo_branch(cfg: GSM8KMathConfig, seed: int, epoch: int, root: Path
                   lambda: grpo_branch(cfg, seed, epoch, root))
 
 
+def _jobs(cfg: GSM8KMathConfig) -> list[tuple[GSM8KMathConfig, Path]]:
+    """(single-dataset config, its runs folder) per dataset, computed once: every process uses
+    the same folders."""
+    return [(one, runs_root(one)) for one in map(cfg.only, cfg.datasets)]
+
+
 def stages(cfg: GSM8KMathConfig) -> list[Stage]:
-    """One SFT run per seed, then GRPO from every SFT checkpoint (both cached)."""
-    root = runs_root(cfg)  # computed once: every process uses the same folder
-    return [Stage("SFT runs", cached_sft_run, [(cfg, seed, root) for seed in cfg.seeds]),
+    """One SFT run per (dataset, seed), then GRPO from every SFT checkpoint (both cached)."""
+    jobs = _jobs(cfg)
+    return [Stage("SFT runs", cached_sft_run,
+                  [(one, seed, root) for one, root in jobs for seed in cfg.seeds]),
             Stage("GRPO branches", cached_grpo_branch,
-                  [(cfg, seed, e, root) for seed in cfg.seeds for e in cfg.sft_checkpoints])]
+                  [(one, seed, e, root) for one, root in jobs for seed in cfg.seeds
+                   for e in cfg.sft_checkpoints])]
 
 
-def run_all(cfg: GSM8KMathConfig) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
-    """Every SFT run and GRPO branch: (tidy metric rows, {seed: SFT summary})."""
+def run_all(cfg: GSM8KMathConfig
+            ) -> tuple[list[dict[str, Any]], dict[tuple[str, int], dict[str, Any]]]:
+    """Every SFT run and GRPO branch: (tidy metric rows, {(dataset, seed): SFT summary})."""
     sft_stage, grpo_stage = stages(cfg)
     sft_results, branches = run_stages([sft_stage, grpo_stage], cfg.n_workers)
-    sfts = dict(zip(cfg.seeds, sft_results, strict=True))
-    branch_jobs = grpo_stage.jobs
-    n = sfts[cfg.seeds[0]]["n_train"]
-    keys = dict(experiment=cfg.dataset, p_cot=cfg.p_cot)
+    sfts = {(one.dataset, seed): r for (one, seed, _), r in zip(sft_stage.jobs, sft_results,
+                                                                 strict=True)}
     rows: list[dict[str, Any]] = []
-    for seed, summary in sfts.items():
-        rows += metric_rows(summary["initial"], **keys, phase="sft", seed=seed, step=0,
-                            sequences_seen=0)
-    for (_, seed, epoch, _), history in zip(branch_jobs, branches, strict=True):
+    for (dataset, seed), summary in sfts.items():
+        rows += metric_rows(summary["initial"], experiment=dataset, p_cot=cfg.p_cot, phase="sft",
+                            seed=seed, step=0, sequences_seen=0)
+    for (one, seed, epoch, _), history in zip(grpo_stage.jobs, branches, strict=True):
+        keys = dict(experiment=one.dataset, p_cot=cfg.p_cot, seed=seed)
+        n = sfts[one.dataset, seed]["n_train"]
         star = dict(history[0])
-        star["loss"] = sfts[seed]["losses"].get(epoch, float("nan"))
-        rows += metric_rows(star, **keys, phase="sft", seed=seed, step=epoch,
-                            sequences_seen=epoch * n)
+        star["loss"] = sfts[one.dataset, seed]["losses"].get(epoch, float("nan"))
+        rows += metric_rows(star, **keys, phase="sft", step=epoch, sequences_seen=epoch * n)
         for step, metrics in sorted(history.items()):
             rows += metric_rows(metrics, **keys, phase="rl", method="grpo", reward="correct",
-                                temperature=cfg.temperature, seed=seed, branch_step=epoch,
+                                temperature=cfg.temperature, branch_step=epoch,
                                 step=step, sequences_seen=epoch * n + step * cfg.rl_batch)
     return rows, sfts
 
@@ -249,7 +303,7 @@ def main(argv: list[str] | None = None) -> None:
                                  description=__doc__.split("\n")[0])
     ap.add_argument("--preset", default="cpu", choices=tuple(GSM8KMathConfig.PRESETS))
     ap.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
-                    help="a config field (JSON value), e.g. -p dataset=math -p 'seeds=[0,1]'")
+                    help="a config field (JSON value), e.g. -p 'datasets=[\"math\"]' -p 'seeds=[0,1]'")
     args = ap.parse_args(argv)
     t0 = time.time()
     try:

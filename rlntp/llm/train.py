@@ -54,20 +54,23 @@ def _train(trainer: Trainer) -> None:
 
 
 @torch.no_grad()
-def generate_greedy(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: list[str],
-                    max_new_tokens: int, batch_size: int) -> tuple[list[str], list[int]]:
-    """Greedy responses to ``prompts`` and their lengths in tokens (EOS excluded)."""
+def generate(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: list[str],
+             max_new_tokens: int, batch_size: int, temperature: float | None = None
+             ) -> tuple[list[str], list[int]]:
+    """Responses to ``prompts`` (greedy, or sampled at ``temperature``) and their lengths in
+    tokens (EOS excluded)."""
     was_training = model.training
     model.eval()
     texts, lengths = [], []
     eos = set(model.generation_config.eos_token_id if isinstance(
         model.generation_config.eos_token_id, list) else [model.generation_config.eos_token_id])
+    mode = (dict(do_sample=False, temperature=None) if temperature is None else
+            dict(do_sample=True, temperature=temperature))
     for i in range(0, len(prompts), batch_size):
         # special tokens as TRL adds them in training (a BOS for Llama 3, none for SmolLM2)
         batch = tok(prompts[i:i + batch_size], return_tensors="pt", padding=True).to(model.device)
-        out = model.generate(**batch, do_sample=False, max_new_tokens=max_new_tokens,
-                             pad_token_id=tok.pad_token_id, top_p=None, top_k=None,
-                             temperature=None)
+        out = model.generate(**batch, **mode, max_new_tokens=max_new_tokens,
+                             pad_token_id=tok.pad_token_id, top_p=None, top_k=None)
         for row in out[:, batch["input_ids"].shape[1]:].tolist():
             n = next((j for j, t in enumerate(row) if t in eos), len(row))
             lengths.append(n)
@@ -79,8 +82,8 @@ def generate_greedy(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompt
 def evaluate(model: PreTrainedModel, tok: PreTrainedTokenizerBase, test: list[dict[str, str]],
              s: TrainSettings) -> dict[str, float]:
     """Greedy test metrics: acc_greedy, len_mean_greedy (tokens), frac_long_greedy."""
-    texts, lengths = generate_greedy(model, tok, [r["prompt"] for r in test],
-                                     s.max_completion_length, s.eval_batch_size)
+    texts, lengths = generate(model, tok, [r["prompt"] for r in test], s.max_completion_length,
+                              s.eval_batch_size)
     correct = CORRECT[s.dataset]
     n = len(test)
     return {
@@ -88,6 +91,27 @@ def evaluate(model: PreTrainedModel, tok: PreTrainedTokenizerBase, test: list[di
         "len_mean_greedy": sum(lengths) / n,
         "frac_long_greedy": sum(is_long(t, s.dataset) for t in texts) / n,
     }
+
+
+def sample_correct(model: PreTrainedModel, tok: PreTrainedTokenizerBase,
+                   records: list[dict[str, str]], k: int, temperature: float, s: TrainSettings
+                   ) -> tuple[list[int], dict[str, float]]:
+    """``k`` responses per record sampled at ``temperature`` (seeded by ``s.seed``): the number
+    correct per record, and the accuracy and count of the long and of the short responses
+    (acc_sample_long, n_sample_long, acc_sample_short, n_sample_short; accuracy NaN if none)."""
+    torch.manual_seed(s.seed)
+    prompts = [r["prompt"] for r in records for _ in range(k)]
+    texts, _ = generate(model, tok, prompts, s.max_completion_length, s.eval_batch_size,
+                        temperature)
+    correct = CORRECT[s.dataset]
+    right = [correct(t, records[i // k]["answer"]) for i, t in enumerate(texts)]
+    long = [is_long(t, s.dataset) for t in texts]
+    metrics = {}
+    for name, want in (("long", True), ("short", False)):
+        hits = [r for r, is_l in zip(right, long, strict=True) if is_l == want]
+        metrics[f"acc_sample_{name}"] = sum(hits) / len(hits) if hits else math.nan
+        metrics[f"n_sample_{name}"] = float(len(hits))
+    return [sum(right[i:i + k]) for i in range(0, len(right), k)], metrics
 
 
 def _common_args(s: TrainSettings, out_dir: Path, lr: float) -> dict[str, Any]:
@@ -127,26 +151,42 @@ def sft(model: PreTrainedModel, tok: PreTrainedTokenizerBase, records: list[dict
     return {round(h["epoch"]): h["loss"] for h in trainer.state.log_history if "loss" in h}
 
 
-class _EvalEvery(TrainerCallback):
-    """Greedy evaluation every ``every`` GRPO steps (and at the last step)."""
+class _EvalAndStop(TrainerCallback):
+    """Greedy evaluation every ``every`` GRPO steps and at the last step; stop after ``flat``
+    logged steps in a row where no group had reward variance (0: never), evaluating there."""
 
-    def __init__(self, every: int, evaluate_fn):
-        self.every, self.evaluate_fn, self.results = every, evaluate_fn, {}
+    def __init__(self, every: int, flat: int, evaluate_fn):
+        self.every, self.flat, self.evaluate_fn = every, flat, evaluate_fn
+        self.results: dict[int, dict[str, float]] = {}
+        self.run = 0  # flat steps in a row
+        self.stopped_at: int | None = None
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.global_step % self.every == 0 or state.global_step == state.max_steps:
             self.results[state.global_step] = self.evaluate_fn(model)
 
+    def on_log(self, args, state, control, logs=None, model=None, **kwargs):
+        if "frac_reward_zero_std" not in (logs or {}):
+            return
+        self.run = self.run + 1 if logs["frac_reward_zero_std"] >= 1 else 0
+        if self.flat and self.run >= self.flat and state.global_step < state.max_steps:
+            control.should_training_stop = True
+            self.stopped_at = state.global_step
+            if state.global_step not in self.results:
+                self.results[state.global_step] = self.evaluate_fn(model)
+
 
 def grpo(model: PreTrainedModel, tok: PreTrainedTokenizerBase, train: list[dict[str, str]],
-         test: list[dict[str, str]], s: TrainSettings, out_dir: Path, cfg: RLPart
-         ) -> dict[int, dict[str, float]]:
+         test: list[dict[str, str]], s: TrainSettings, out_dir: Path, cfg: RLPart,
+         stop_flat: int = 0) -> dict[int, dict[str, float]]:
     """GRPO with the correctness reward, ``cfg.rl_iters`` steps of ``cfg.prompts_per_iter``
-    prompts x ``cfg.num_generations`` samples (``cfg.num_iterations`` updates per batch).
+    prompts x ``cfg.num_generations`` samples (``cfg.num_iterations`` updates per batch),
+    stopped early after ``stop_flat`` steps in a row without reward variance (0: never).
 
     Returns {step: metrics}: greedy test metrics at step 0, every ``eval_every`` steps and at the
     end; from TRL's log of every step, ``reward_mean``, ``loss`` and ``frac_reward_zero_std``
-    (the fraction of prompts whose samples all got the same reward: no gradient from them).
+    (the fraction of prompts whose samples all got the same reward: no gradient from them); at
+    the last step run, ``stopped_early`` (1.0 if the flat-reward rule stopped GRPO, else 0.0).
     """
     args = GRPOConfig(
         **_common_args(s, out_dir, cfg.learning_rate), max_steps=cfg.rl_iters,
@@ -156,7 +196,7 @@ def grpo(model: PreTrainedModel, tok: PreTrainedTokenizerBase, train: list[dict[
         temperature=cfg.temperature, loss_type="grpo", beta=cfg.beta, scale_rewards="group",
         logging_steps=1, log_completions=False,
     )
-    callback = _EvalEvery(cfg.eval_every, lambda m: evaluate(m, tok, test, s))
+    callback = _EvalAndStop(cfg.eval_every, stop_flat, lambda m: evaluate(m, tok, test, s))
     results = {0: evaluate(model, tok, test, s)}
     trainer = GRPOTrainer(model=model, reward_funcs=correctness_reward(s.dataset), args=args,
                           train_dataset=Dataset.from_list(train), processing_class=tok,
@@ -168,4 +208,5 @@ def grpo(model: PreTrainedModel, tok: PreTrainedTokenizerBase, train: list[dict[
             results.setdefault(h["step"], {}).update(
                 reward_mean=h["reward"], loss=h.get("loss", math.nan),
                 frac_reward_zero_std=h.get("frac_reward_zero_std", math.nan))
+    results[max(results)]["stopped_early"] = float(callback.stopped_at is not None)
     return dict(sorted(results.items()))
