@@ -31,6 +31,10 @@ def test_parameters_cell_names_equal_the_config_fields(name):
     names = [t.id for node in ast.parse(source).body for t in node.targets]
     assert names == cls.field_names()
     assert source == parameters_cell(cls), "regenerate the cell with rlntp.config.parameters_cell"
+    # papermill parses every line (its --help-notebook; otherwise it warns at every run)
+    from papermill.translators import PythonTranslator
+
+    assert [p.name for p in PythonTranslator.inspect({"source": source})] == cls.field_names()
     code = "".join("".join(c["source"]) for c in _cells(name) if c["cell_type"] == "code")
     assert f"resolve_notebook({cls.__name__}, globals())" in code.replace("prl.", "").replace("exp.", "")
 

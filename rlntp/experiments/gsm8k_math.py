@@ -97,9 +97,9 @@ class GSM8KMathConfig(RLPart, ExperimentConfig):
     max_completion_length: int = param(176, "tokens, for every sample and greedy evaluation (cpu: "
                                        "95th percentile of GSM8K worked solutions)")
     eval_batch_size: int = param(32, "prompts per batch of greedy evaluation and sampling")
-    sample_k: int = param(2, "responses per test problem sampled at T = 1 from each SFT "
+    sample_k: int = param(2, "responses per test problem sampled at temperature 1 from each SFT "
                           "checkpoint, for long vs short accuracy (0: none)")
-    prepass_k: int = param(1, "responses per training problem sampled at T = 1 from the SFT "
+    prepass_k: int = param(1, "responses per training problem sampled at temperature 1 from the SFT "
                            "checkpoint; GRPO trains on the most often solved (0: on all)")
     stop_flat: int = param(2, "stop GRPO after this many steps in a row without reward variance "
                            "in any group (0: never)")
