@@ -17,11 +17,12 @@ from rlntp.rl.rollout import Rollout
 from rlntp.train import ntp_loss, optimizer_step
 
 
-def star_recursion(p0: float, rounds: int) -> list[float]:
-    """``[p_0, p_1, ..., p_rounds]`` with ``p_n = 2 p_{n-1} / (1 + p_{n-1})``."""
+def star_recursion(p0: float, rounds: int, shortfall: float = 0.0) -> list[float]:
+    """``[p_0, p_1, ..., p_rounds]`` with ``p_n = 2 p_{n-1} / (1 + p_{n-1}) + shortfall`` (``p0``
+    may be an array: element-wise)."""
     ps = [p0]
     for _ in range(rounds):
-        ps.append(2 * ps[-1] / (1 + ps[-1]))
+        ps.append(2 * ps[-1] / (1 + ps[-1]) + shortfall)
     return ps
 
 
