@@ -254,8 +254,8 @@ class NTPPart(OptimizerPart):
     pretrain_eval_every: int = param(100, "pre-training iterations between evaluations")
     ckpt_every: int = param(250, "iterations between kept checkpoints (RL branches from them)")
     eval_size: int = param(512, "fixed test prompts per evaluation")
-    group_by_length: bool = param(False, "forward long and short demonstrations apart, each cut "
-                                         "after its last target (same loss, fewer FLOPs)")
+    group_by_length: bool = param(True, "forward long and short demonstrations apart, each cut "
+                                        "after its last target (same loss, fewer FLOPs)")
 
     def check(self) -> None:
         require_at_least(self, 1, ("pretrain_iters", "pretrain_batch_size", "warmup_steps",

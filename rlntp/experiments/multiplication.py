@@ -29,7 +29,7 @@ EXPERIMENT = "multiplication"
 # GRPO then needs a few dozen iterations. Pre-training goes on past the last branch, for the
 # comparison with pre-training alone over as many sequences as GRPO generates.
 CPU = dict(n_layer=2, n_head=4, n_embd=128, pretrain_iters=8000, pretrain_batch_size=128,
-           group_by_length=True, pretrain_eval_every=250, ckpt_every=250, eval_size=512,
+           pretrain_eval_every=250, ckpt_every=250, eval_size=512,
            rl_iters=60, eval_every=5)
 
 
