@@ -12,7 +12,9 @@ Writes ``benchmarks/results.json`` (``--out``) and prints a table with the goals
 - ``ntp_step_gflops`` / ``ntp_fraction_of_peak``: model FLOP/s of a next-token training step
   (``task.sample_batch``, :func:`rlntp.train.ntp_loss`, :func:`rlntp.train.optimizer_step`, as
   :func:`rlntp.train.train_ntp` runs them) at the cpu preset of chapters 1, 2 and 4, FLOPs counted
-  by :mod:`flops` (``6 N B T + 12 n_layer n_embd B T^2``), over the gemm peak at ``--threads``.
+  by :mod:`flops` (``6 N B T + 12 n_layer n_embd B T^2``), over the gemm peak at ``--threads``;
+  with ``pretrain_floor_s``, the least time the chapter's pre-training runs could take at the gemm
+  peak of all cores (their FLOPs, counted at this step's shape, over that peak).
 - ``rl_iter_s`` / ``rl_iter_speedup_vs_trl``: median seconds of one GRPO iteration (8 prompts x 8
   responses, rollout + update) of ours (:mod:`rlntp.rl`) and of TRL's ``GRPOTrainer`` on the same
   model, task and settings (:mod:`trl_baseline`, whose ``DIFFERENCES`` go into the notes).
@@ -50,6 +52,7 @@ from trl_baseline import DIFFERENCES, offline, trl_iteration_times
 
 from rlntp import seeds
 from rlntp.config import resolve
+from rlntp.experiments import multiplication, parity_pretrain, parity_rl
 from rlntp.experiments.multiplication import MultiplicationConfig
 from rlntp.experiments.parity_pretrain import ParityPretrainConfig
 from rlntp.experiments.parity_rl import ParityRLConfig
@@ -69,11 +72,12 @@ ENTRIES = ("gemm", "ntp", "rl", "sampling", "time_to_95", "book")
 GOALS = {"ntp_fraction_of_peak": 0.5, "rl_iter_speedup_vs_trl": 10.0, "time_to_95_s": 60.0,
          "chapter_s": 300.0, "book_s": 1200.0}
 
-# chapter -> (config class, its task at the cpu preset)
-CHAPTERS: dict[str, tuple[type, Callable[[Any], Task]]] = {
-    "01_parity_pretraining": (ParityPretrainConfig, lambda c: c.task(c.p_cot_values[0], c.chain_step)),
-    "02_parity_rl": (ParityRLConfig, lambda c: c.task(c.p_cot)),
-    "04_multiplication": (MultiplicationConfig, lambda c: c.task),
+# chapter -> (config class, its task at the cpu preset, its stages: the first one pre-trains)
+CHAPTERS: dict[str, tuple[type, Callable[[Any], Task], Callable[[Any], list]]] = {
+    "01_parity_pretraining": (ParityPretrainConfig,
+                              lambda c: c.task(c.p_cot_values[0], c.chain_step), parity_pretrain.stages),
+    "02_parity_rl": (ParityRLConfig, lambda c: c.task(c.p_cot), parity_rl.stages),
+    "04_multiplication": (MultiplicationConfig, lambda c: c.task, multiplication.stages),
 }
 
 
@@ -109,9 +113,12 @@ def bench_gemm(threads: int, b: dict[str, Any]) -> Entry:
     return e
 
 
-def bench_ntp(chapter: str, threads: int, peak: float | None, b: dict[str, Any]) -> Entry:
-    """GFLOP/s of train_ntp's step (batch, ntp_loss, optimizer_step) at the chapter's preset shape."""
-    cls, task_of = CHAPTERS[chapter]
+def bench_ntp(chapter: str, threads: int, peak: float | None, peak_all_cores: float | None,
+              b: dict[str, Any]) -> Entry:
+    """GFLOP/s of train_ntp's step (batch, ntp_loss, optimizer_step) at the chapter's preset shape,
+    and ``pretrain_floor_s``: the chapter's pre-training FLOPs (its runs x iterations x this
+    step's FLOPs) over the gemm peak of all cores, the least time its pre-training can take here."""
+    cls, task_of, stages = CHAPTERS[chapter]
     cfg = resolve(cls, preset=b["preset"], device="cpu")
     task = task_of(cfg)
     model = fresh_model(cfg, task)
@@ -131,11 +138,15 @@ def bench_ntp(chapter: str, threads: int, peak: float | None, b: dict[str, Any])
         times = time_calls(step, warmup=3, reps=5, min_s=b["ntp_s"])
         timed = flops[-len(times):]
         gflops = sum(timed) / sum(times) / 1e9
+        runs = len(stages(cfg)[0].jobs)
         e.value = round(gflops, 2)
         e.details = {
             "unit": "GFLOP/s", "fraction_of_peak": round(gflops / peak, 3) if peak else None,
             "step_ms_median": round(1e3 * median(times), 2), "steps": len(times),
             "flops_per_step": round(sum(timed) / len(timed)),
+            "pretrain_runs": runs,
+            "pretrain_floor_s": round(runs * cfg.pretrain_iters * sum(timed) / len(timed)
+                                      / (peak_all_cores * 1e9)) if peak_all_cores else None,
             "shape": {"n_layer": cfg.n_layer, "n_head": cfg.n_head, "n_embd": cfg.n_embd,
                       "batch": cfg.pretrain_batch_size, "seq_len": task.seq_len - 1,
                       "group_by_length": cfg.group_by_length, "task": task.label,
@@ -385,8 +396,8 @@ def table(results: dict[str, Any]) -> str:
         sh = en["shape"]
         frac = en["fraction_of_peak"]
         rows.append((f"ntp_step_gflops {ch} ({sh['n_layer']}x{sh['n_embd']}, B={sh['batch']}, "
-                     f"T={sh['seq_len']})", f"{v:.1f} ({frac:.2f} of peak, {en['step_ms_median']:.1f} ms)"
-                     if frac is not None else f"{v:.1f}",
+                     f"T={sh['seq_len']})", f"{v:.1f} ({frac:.2f} of peak, {en['step_ms_median']:.1f} ms; "
+                     f"pre-training floor {en['pretrain_floor_s']} s)" if frac is not None else f"{v:.1f}",
                      verdict("ntp_fraction_of_peak (chapter 1)") if ch == "01_parity_pretraining" else "",
                      _load(en)))
     if s["rl_iter_s"]:
@@ -453,10 +464,11 @@ def run(mode: str, threads: int, only: tuple[str, ...], cap_s: float | None, boo
 
     if "gemm" in only:
         note("gemm_peak_gflops", bench_gemm(threads, b))
-    peak = entries["gemm_peak_gflops"].value[str(threads)] if "gemm_peak_gflops" in entries else None
+    gemm = entries["gemm_peak_gflops"].value if "gemm_peak_gflops" in entries else {}
     if "ntp" in only:
         for ch in CHAPTERS:
-            note(f"ntp_step_gflops/{ch}", bench_ntp(ch, threads, peak, b))
+            note(f"ntp_step_gflops/{ch}",
+                 bench_ntp(ch, threads, gemm.get(str(threads)), gemm.get(str(cores())), b))
     if "rl" in only:
         note("rl_iter_s", bench_rl(threads, b, seed))
     if "sampling" in only:

@@ -14,10 +14,10 @@ from rlntp.data.parity import EOS, VOCAB_SIZE, ParityTask
 from rlntp.experiments.parity_pretrain import ParityPretrainConfig
 from rlntp.experiments.parity_rl import ParityRLConfig, low_jobs, rl_jobs, stages
 from rlntp.experiments.runs import RLRun, pretrain_dir
-from rlntp.models.gpt import GPT, GPTConfig
+from rlntp.models.gpt import GPT, GPTConfig, generate
 from rlntp.rl import grpo, reinforce, star
 from rlntp.rl.grpo import group_advantages, grpo_loss
-from rlntp.rl.rollout import chosen_mask, rollout
+from rlntp.rl.rollout import chosen_mask, response_logprobs, rollout
 from rlntp.rl.star import star_recursion
 from rlntp.train import make_optimizer
 
@@ -76,6 +76,17 @@ def test_rollout_shapes_and_logprobs_match_a_step_by_step_pass() -> None:
                 logits, _ = model(seq[None, : 3 + t])
                 lp = torch.log_softmax(logits[0, -1] / 1.5, -1)[seq[3 + t]]
                 assert torch.isclose(lp, ro.logprobs[i, t], atol=1e-5)
+
+
+def test_rollout_logprobs_equal_the_update_s_one_pass() -> None:
+    """The speed trick (log-probs recorded while sampling) against the plain second pass."""
+    model, g = _model(seed=3), torch.Generator().manual_seed(1)
+    ro = rollout(model, TASK, TASK.sample_prompts(16, g), 4, 1.0, "e2e", g)
+    with torch.no_grad():
+        plain = response_logprobs(model, ro.prompts, ro.responses, 1.0)
+    assert torch.allclose(plain[ro.mask], ro.logprobs[ro.mask], atol=1e-5)
+    with pytest.raises(ValueError, match="temperature > 0"):
+        generate(model, ro.prompts, 3, 0.0, EOS, with_logprobs=True)
 
 
 def test_chosen_mask_includes_the_first_eos() -> None:

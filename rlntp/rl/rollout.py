@@ -3,8 +3,9 @@
 A rollout of P prompts with group size G holds N = P * G responses (each prompt's G responses
 are consecutive rows), padded with EOS to ``W = task.max_new_tokens`` tokens, their lengths, the
 per-token log-probabilities under the sampling policy (the model's logits divided by the
-temperature, as in TRL), which tokens the policy chose (``mask``: the response and its EOS) and
-the reward of each response (the task's ``reward`` of the run's kind).
+temperature, as in TRL; recorded while sampling, no second pass), which tokens the policy chose
+(``mask``: the response and its EOS) and the reward of each response (the task's ``reward`` of
+the run's kind).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def rollout(model: torch.nn.Module, task: Task, prompts: torch.Tensor, group_siz
             temperature: float, reward_kind: str, generator: torch.Generator) -> Rollout:
     """Sample ``group_size`` responses per prompt at ``temperature`` (> 0) and score them."""
     x = prompts.repeat_interleave(group_size, dim=0)
-    responses, lengths = generate(model, x, task.max_new_tokens, temperature, task.eos, generator)
-    logprobs = response_logprobs(model, x, responses, temperature)
+    responses, lengths, logprobs = generate(model, x, task.max_new_tokens, temperature, task.eos,
+                                            generator, with_logprobs=True)
     return Rollout(x, responses, lengths, chosen_mask(lengths, responses.shape[1]), logprobs,
                    task.reward(x, responses, lengths, reward_kind))
