@@ -166,11 +166,16 @@ def bench_rl(threads: int, b: dict[str, Any], seed: int = 0) -> Entry:
     ref = copy.deepcopy(model).eval() if cfg.beta > 0 else None
     gen, sample_gen = seeds.generator("rl_data", seed), seeds.generator("rl_sampling", seed)
     lengths: list[float] = []
+    split: dict[str, list[float]] = {"rollout": [], "update": []}
 
     def iteration() -> None:  # the body of rlntp.rl.train.train_rl, evaluation aside
+        t0 = time.perf_counter()
         prompts = task.sample_prompts(cfg.prompts_per_iter, gen)
         ro = rollout(model, task, prompts, cfg.num_generations, cfg.temperature, "e2e", sample_gen)
+        t1 = time.perf_counter()
         grpo.update(model, opt, ro, cfg, cfg.temperature, ref, gen)
+        split["rollout"].append(t1 - t0)
+        split["update"].append(time.perf_counter() - t1)
         lengths.append(ro.mask.sum(1).float().mean().item())  # response + EOS, as TRL counts
 
     with Entry(threads) as e:
@@ -182,6 +187,7 @@ def bench_rl(threads: int, b: dict[str, Any], seed: int = 0) -> Entry:
         e.details = {
             "unit": "s per iteration (median)", "speedup_vs_trl": round(median(trl) / median(ours), 2),
             "iterations_timed": len(ours), "warmup": b["rl_warmup"], "threads_after_trl": threads_after,
+            "ours_split_s": {k: round(median(v[-len(ours):]), 4) for k, v in split.items()},
             "settings": {"d": task.d, "p_cot": task.p_cot, "prompts": cfg.prompts_per_iter,
                          "num_generations": cfg.num_generations, "max_completion_length":
                          task.max_new_tokens, "temperature": cfg.temperature, "learning_rate":
@@ -401,9 +407,11 @@ def table(results: dict[str, Any]) -> str:
                      verdict("ntp_fraction_of_peak (chapter 1)") if ch == "01_parity_pretraining" else "",
                      _load(en)))
     if s["rl_iter_s"]:
+        split = e["rl_iter_s"].get("ours_split_s")
+        parts = f"; ours: rollout {split['rollout']:.3f} + update {split['update']:.3f}" if split else ""
         rows.append(("rl_iter_s (ours / TRL GRPOTrainer)",
                      f"{s['rl_iter_s']['ours']:.3f} / {s['rl_iter_s']['trl']:.3f} "
-                     f"({s['rl_iter_speedup_vs_trl']:.1f}x)", verdict("rl_iter_speedup_vs_trl"),
+                     f"({s['rl_iter_speedup_vs_trl']:.1f}x{parts})", verdict("rl_iter_speedup_vs_trl"),
                      _load(e["rl_iter_s"])))
     if s["sampling_speedup_vs_hf_generate"]:
         en = e["sampling_speedup_vs_hf_generate"]
