@@ -138,15 +138,15 @@ def bench_ntp(chapter: str, threads: int, peak: float | None, peak_all_cores: fl
         times = time_calls(step, warmup=3, reps=5, min_s=b["ntp_s"])
         timed = flops[-len(times):]
         gflops = sum(timed) / sum(times) / 1e9
-        runs = len(stages(cfg)[0].jobs)
+        per_step, runs = sum(timed) / len(timed), len(stages(cfg)[0].jobs)
         e.value = round(gflops, 2)
         e.details = {
             "unit": "GFLOP/s", "fraction_of_peak": round(gflops / peak, 3) if peak else None,
             "step_ms_median": round(1e3 * median(times), 2), "steps": len(times),
-            "flops_per_step": round(sum(timed) / len(timed)),
+            "flops_per_step": round(per_step),
             "pretrain_runs": runs,
-            "pretrain_floor_s": round(runs * cfg.pretrain_iters * sum(timed) / len(timed)
-                                      / (peak_all_cores * 1e9)) if peak_all_cores else None,
+            "pretrain_floor_s": round(runs * cfg.pretrain_iters * per_step / (peak_all_cores * 1e9))
+                                if peak_all_cores else None,
             "shape": {"n_layer": cfg.n_layer, "n_head": cfg.n_head, "n_embd": cfg.n_embd,
                       "batch": cfg.pretrain_batch_size, "seq_len": task.seq_len - 1,
                       "group_by_length": cfg.group_by_length, "task": task.label,

@@ -114,13 +114,13 @@ def generate(model: GPT, prompts: torch.Tensor, max_new_tokens: int, temperature
     softmax(logits / temperature), read off the distribution it was drawn from: equal, up to
     float rounding, to one full forward pass over the responses (tested), at no extra cost.
     """
+    if with_logprobs and temperature == 0:
+        raise ValueError("with_logprobs needs temperature > 0 (greedy decoding samples nothing)")
     was_training = model.training
     model.eval()
     B = prompts.shape[0]
     out = torch.full((B, max_new_tokens), eos, dtype=torch.long, device=prompts.device)
     done = torch.zeros(B, dtype=torch.bool, device=prompts.device)
-    if with_logprobs and temperature == 0:
-        raise ValueError("with_logprobs needs temperature > 0 (greedy decoding samples nothing)")
     logp = torch.zeros(out.shape, device=prompts.device) if with_logprobs else None
     logits, cache = model(prompts)
     for t in range(max_new_tokens):
