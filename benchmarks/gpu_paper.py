@@ -37,11 +37,12 @@ from typing import Any
 import torch
 
 from rlntp import seeds
-from rlntp.config import ConfigError, PaperOnCPUWarning, parse_param, resolve
+from rlntp.config import ConfigError, PaperOnCPUWarning
 from rlntp.evaluate import evaluate
 from rlntp.experiments import parity_pretrain, parity_rl
 from rlntp.experiments.runs import RLRun, new_model, pretrain_rows, rl_rows
 from rlntp.models.gpt import generate
+from rlntp.params import parse_param, resolve
 from rlntp.results import device_name, write_metrics, write_run_info
 from rlntp.rl import grpo
 from rlntp.rl.rollout import Rollout, chosen_mask, response_logprobs
@@ -182,7 +183,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     except ConfigError as e:
         ap.error(str(e))
     device = cfg.torch_device
-    out = cfg.path
+    out = cfg.prepare()
     ckpt_dir = out if args.keep_checkpoints else Path(tempfile.mkdtemp(prefix="rlntp-gpu-paper-"))
     task = cfg.task(cfg.p_cot)
     seed = args.seed
@@ -239,9 +240,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "projection_notes": "one GPU, runs one after another; RL runs to their last iteration (no early "
                             "stop); STaR round ~ star_samples / rl_batch GRPO iterations",
     }
-    rows = pretrain_rows(pre.history, cfg, task, seed, parity_rl.EXPERIMENT, cfg.d)
+    rows = pretrain_rows(pre.history, cfg, task, seed, parity_rl.EXPERIMENT)
     rl_hist = [(it, it * cfg.rl_batch, m) for it, m in rl.history]
-    rows += rl_rows({run: rl_hist}, cfg, task, parity_rl.EXPERIMENT, cfg.d)
+    rows += rl_rows({run: rl_hist}, cfg, task, parity_rl.EXPERIMENT)
     write_metrics(rows, out / "metrics.csv")
     wall = time.perf_counter() - t_start
     write_run_info(cfg, out, wall, benchmark=bench, script="benchmarks/gpu_paper.py")

@@ -51,13 +51,13 @@ from measure import Entry, commit, cores, is_busy, machine, median, time_calls
 from trl_baseline import DIFFERENCES, offline, trl_iteration_times
 
 from rlntp import seeds
-from rlntp.config import resolve
-from rlntp.experiments import multiplication, parity_pretrain, parity_rl
-from rlntp.experiments.multiplication import MultiplicationConfig
-from rlntp.experiments.parity_pretrain import ParityPretrainConfig
+from rlntp.chapter import Chapter
+from rlntp.config import NTPPart
+from rlntp.experiments import chapters
 from rlntp.experiments.parity_rl import ParityRLConfig
 from rlntp.models.gpt import GPT, GPTConfig, generate
 from rlntp.models.hf_gpt2 import to_hf_gpt2
+from rlntp.params import resolve
 from rlntp.rl import grpo
 from rlntp.rl.rollout import rollout
 from rlntp.rl.train import train_rl
@@ -72,13 +72,10 @@ ENTRIES = ("gemm", "ntp", "rl", "sampling", "time_to_95", "book")
 GOALS = {"ntp_fraction_of_peak": 0.5, "rl_iter_speedup_vs_trl": 10.0, "time_to_95_s": 60.0,
          "chapter_s": 300.0, "book_s": 1200.0}
 
-# chapter -> (config class, its task at the cpu preset, its stages: the first one pre-trains)
-CHAPTERS: dict[str, tuple[type, Callable[[Any], Task], Callable[[Any], list]]] = {
-    "01_parity_pretraining": (ParityPretrainConfig,
-                              lambda c: c.task(c.p_cot_values[0], c.chain_step), parity_pretrain.stages),
-    "02_parity_rl": (ParityRLConfig, lambda c: c.task(c.p_cot), parity_rl.stages),
-    "04_multiplication": (MultiplicationConfig, lambda c: c.task, multiplication.stages),
-}
+def ntp_chapters() -> dict[str, Chapter]:
+    """The chapters that pre-train a GPT (their config has :class:`NTPPart`); their first stage's
+    jobs are ``(cfg, task, seed)``."""
+    return {name: ch for name, ch in chapters().items() if issubclass(ch.config, NTPPart)}
 
 
 def budget(mode: str) -> dict[str, Any]:
@@ -118,9 +115,9 @@ def bench_ntp(chapter: str, threads: int, peak: float | None, peak_all_cores: fl
     """GFLOP/s of train_ntp's step (batch, ntp_loss, optimizer_step) at the chapter's preset shape,
     and ``pretrain_floor_s``: the chapter's pre-training FLOPs (its runs x iterations x this
     step's FLOPs) over the gemm peak of all cores, the least time its pre-training can take here."""
-    cls, task_of, stages = CHAPTERS[chapter]
-    cfg = resolve(cls, preset=b["preset"], device="cpu")
-    task = task_of(cfg)
+    ch = ntp_chapters()[chapter]
+    cfg = resolve(ch.config, preset=b["preset"], device="cpu")
+    (_, task, _), *_ = ch.stages(cfg)[0].jobs
     model = fresh_model(cfg, task)
     opt = make_optimizer(model, cfg.pretrain_learning_rate, cfg)
     gen = seeds.generator("train_data", 0)
@@ -138,7 +135,7 @@ def bench_ntp(chapter: str, threads: int, peak: float | None, peak_all_cores: fl
         times = time_calls(step, warmup=3, reps=5, min_s=b["ntp_s"])
         timed = flops[-len(times):]
         gflops = sum(timed) / sum(times) / 1e9
-        per_step, runs = sum(timed) / len(timed), len(stages(cfg)[0].jobs)
+        per_step, runs = sum(timed) / len(timed), len(ch.stages(cfg)[0].jobs)
         e.value = round(gflops, 2)
         e.details = {
             "unit": "GFLOP/s", "fraction_of_peak": round(gflops / peak, 3) if peak else None,
@@ -474,7 +471,7 @@ def run(mode: str, threads: int, only: tuple[str, ...], cap_s: float | None, boo
         note("gemm_peak_gflops", bench_gemm(threads, b))
     gemm = entries["gemm_peak_gflops"].value if "gemm_peak_gflops" in entries else {}
     if "ntp" in only:
-        for ch in CHAPTERS:
+        for ch in ntp_chapters():
             note(f"ntp_step_gflops/{ch}",
                  bench_ntp(ch, threads, gemm.get(str(threads)), gemm.get(str(cores())), b))
     if "rl" in only:

@@ -28,15 +28,15 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from rlntp.config import PRESET_NAMES, REPO, ConfigError, display_path, parse_param, writable_dir
+from rlntp.config import PRESET_NAMES, REPO, ConfigError, display_path, writable_dir
 from rlntp.launch import LAUNCHERS, Resources
 from rlntp.pages import write_pages
+from rlntp.params import parse_param
 from rlntp.results import atomic_write_text, source_hash
 
 NOTEBOOKS = REPO / "notebooks"
@@ -65,30 +65,27 @@ def environment() -> dict[str, Any]:
             "cuda": torch.cuda.is_available()}
 
 
-def _gsm8k_math_data(preset: str, params: dict[str, Any]) -> str:
-    from rlntp.config import resolve
-    from rlntp.data.math_text import data_hash
-    from rlntp.experiments.gsm8k_math import GSM8KMathConfig
+def _data(name: str, preset: str, params: dict[str, Any]) -> str | None:
+    """The hash of the contents of the data files chapter ``name`` reads at these parameters
+    (None: it reads none, or it is not a chapter of the package)."""
+    from rlntp.experiments import chapters
+    from rlntp.params import resolve
 
-    names = set(GSM8KMathConfig.field_names())
+    chapter = chapters().get(name)
+    if chapter is None:
+        return None
     try:
-        cfg = resolve(GSM8KMathConfig, preset=preset,
-                      **{k: v for k, v in params.items() if k in names})
-    except (ConfigError, TypeError):
+        names = chapter.config.field_names()
+        cfg = resolve(chapter.config, preset=preset, **{k: v for k, v in params.items() if k in names})
+        return chapter.data(cfg)
+    except (ConfigError, TypeError, FileNotFoundError):
         return "unresolved"  # the notebook will fail with the error
-    return data_hash(cfg.dataset, cfg.data_dir, cfg.sample_data)
-
-
-# chapter -> hash of the contents of the data files it reads, given (preset, params)
-DATA_INPUTS: dict[str, Callable[[str, dict[str, Any]], str]] = {
-    "05_gsm8k_math": _gsm8k_math_data,
-}
 
 
 def _stamp(name: str, preset: str, params: dict[str, Any], out_dir: Path | None = None) -> str:
     """A hash of everything a chapter's outputs depend on."""
     h = hashlib.sha1((NOTEBOOKS / f"{name}.ipynb").read_bytes())
-    data = DATA_INPUTS[name](preset, params) if name in DATA_INPUTS else None
+    data = _data(name, preset, params)
     h.update(json.dumps({"preset": preset, "params": params, "out_dir": str(out_dir),
                          "data": data, "environment": environment()},
                         sort_keys=True, default=str).encode())
@@ -123,15 +120,15 @@ def launch_runs(name: str, preset: str, out_dir: Path, params: dict[str, Any], l
                 resources: Any) -> None:
     """Run chapter ``name``'s independent runs as submitit jobs (:mod:`rlntp.launch`), so that
     its notebook finds them done. A chapter the package does not know has none."""
-    from rlntp.config import resolve
-    from rlntp.experiments import CHAPTERS, chapter
+    from rlntp.experiments import chapters
     from rlntp.launch import launch
+    from rlntp.params import resolve
 
-    if name not in CHAPTERS:
+    chapter = chapters().get(name)
+    if chapter is None:
         return
-    module, cls = chapter(name)
-    cfg = resolve(cls, preset=preset, **{**params, "out_dir": str(out_dir)})
-    launch(module.stages(cfg), launcher, out_dir / "jobs", resources)
+    cfg = resolve(chapter.config, preset=preset, **{**params, "out_dir": str(out_dir)})
+    launch(chapter.stages(cfg), launcher, out_dir / "jobs", resources)
 
 
 def _hide_parameters(path: Path) -> None:

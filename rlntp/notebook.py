@@ -1,9 +1,9 @@
 """What every chapter notebook does at its start and end, and how it shows a table.
 
-    cfg = resolve_notebook(ChapterConfig, globals())
+    cfg = resolve_notebook(CHAPTER.config, globals())
     start(cfg)                          # the config table; every value glued as cfg_NAME
-    ...
-    show_claims(df, cfg)                # the paper's claims decided on this run's metrics
+    run = CHAPTER.run(cfg)              # rlntp.chapter: every run, metrics.csv
+    show_claims(run.metrics, cfg)       # the chapter's claims decided on this run's metrics
     finish(cfg, t_start)                # config.json; wall_time and provenance glued
 """
 
@@ -21,9 +21,11 @@ from rlntp.results import provenance, write_run_info
 
 
 def start(cfg: Any) -> Any:
-    """Glue every resolved value as ``cfg_NAME`` (so the text quotes values, not names) and
-    return the headline of the config (preset, device, seeds, the chapter's own knobs) as a
-    table; ``cfg.table()`` has every parameter."""
+    """Check the device and create the output folder (:meth:`ExperimentConfig.prepare`), glue
+    every resolved value as ``cfg_NAME`` (so the text quotes values, not names) and return the
+    headline of the config (preset, device, seeds, the chapter's own knobs) as a table;
+    ``cfg.table()`` has every parameter."""
+    cfg.prepare()
     for name, value in cfg.to_dict().items():
         glue(f"cfg_{name}", display_value(value).strip("'"), display=False)
     return show_table(cfg.table(headline=True))
@@ -41,10 +43,12 @@ def show_table(frame: pd.DataFrame, digits: int = 3) -> Any:
 
 
 def show_claims(df: pd.DataFrame, cfg: Any) -> Any:
-    """Decide the chapter's claims (:mod:`rlntp.claims`, the scorecard's criteria) on its
+    """Decide the chapter's claims (its ``CHAPTER.claims``, the scorecard's criteria) on its
     metrics; glue ``claims_sentence`` and, per claim, ``verdict_KEY`` (its verdict, with why when
     not run) for the text, and return the table."""
-    card = assess(cfg.CHAPTER, df, cfg)
+    from rlntp.experiments import chapters
+
+    card = assess(chapters()[cfg.CHAPTER].claims, df, cfg)
     glue("claims_sentence", sentence(card), display=False)
     for key, row in card.iterrows():
         glue(f"verdict_{key}", row.verdict + (f" ({row.why})" if row.why else ""), display=False)

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rlntp.claims import CLAIMS, scorecard
+from rlntp.claims import every_claim, scorecard
 from rlntp.config import PRESET_NAMES, REPO, display_path
 from rlntp.results import atomic_write_text
 
@@ -85,7 +85,7 @@ def _cell(text: str) -> str:
 
 
 def scorecard_table(names: list[str], runs_dir: Path, preset: str) -> str:
-    """A Markdown table: every claim of :data:`rlntp.claims.CLAIMS` with the paper's scale, what
+    """A Markdown table: every chapter's claims with the paper's scale, what
     this build's run (``RUNS_DIR/PRESET``) measured, the criterion, the verdict and the figure;
     plus a column for the committed ``results/paper`` runs where there are any."""
     ours = scorecard({n: Path(runs_dir) / preset / n for n in names})
@@ -94,15 +94,15 @@ def scorecard_table(names: list[str], runs_dir: Path, preset: str) -> str:
     head = ["Claim (paper section; paper's scale)", f"Measured at `{preset}`", "Criterion", "Verdict"]
     head += ["`paper` preset (committed)"] if gpu is not None else []
     lines = ["| " + " | ".join(head + ["Figure"]) + " |", "|---" * (len(head) + 1) + "|"]
-    for c in CLAIMS:
+    for chapter, c in every_claim():
         row = ours.loc[c.key]
         verdict = f"**{row.verdict}**" + (f": {row.why}" if row.why else "")
         measured = f"{row.measured} ({row.scale})" if row.measured else "–"
         cells = [f"{c.statement} (§{c.section}; {c.paper_scale})", measured, c.criterion, verdict]
         if gpu is not None:
             g = gpu.loc[c.key]
-            cells.append(f"**{g.verdict}** {g.measured}" if c.chapter in gpu_dirs else "not run")
-        figure = f"{{numref}}`Ch. {int(c.chapter[:2])}, Fig. %s <{c.figure}>`"
+            cells.append(f"**{g.verdict}** {g.measured}" if chapter in gpu_dirs else "not run")
+        figure = f"{{numref}}`Ch. {int(chapter[:2])}, Fig. %s <{c.figure}>`"
         lines.append("| " + " | ".join(map(_cell, cells)) + f" | {figure} |")
     return "\n".join(lines) + "\n"
 

@@ -7,6 +7,9 @@ batches; RL and evaluation ask it for prompts, then to judge the responses a mod
 
 - :class:`Task`: what a task provides (``ParityTask`` and ``MultiplicationTask`` implement it).
 - :class:`Batch`: a next-token training batch.
+- :class:`MixtureTask`: the part every task shares, written once: batches, rewards, lengths. A task
+  derives from it and writes its prompts, its two reference responses, ``correct`` and ``format``.
+- :func:`assemble_batch`, :func:`matches_reference`: the batch layout and the ``cot`` check.
 - :func:`final_token`, :func:`ended`, :func:`response_lengths`: helpers every task shares.
 
 Rewards (``REWARDS``), 1.0 or 0.0 per response, never for a truncated one (no EOS):
@@ -18,6 +21,7 @@ Rewards (``REWARDS``), 1.0 or 0.0 per response, never for a truncated one (no EO
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from typing import Protocol, runtime_checkable
 
@@ -34,6 +38,9 @@ class Batch:
     target_mask: torch.Tensor  # (B, T-1) bool: which next-token targets tokens[:, 1:] count
     is_long: torch.Tensor      # (B,) bool: a long (chain-of-thought) demonstration
 
+    def to(self, device: str | torch.device) -> Batch:
+        return Batch(self.tokens.to(device), self.target_mask.to(device), self.is_long.to(device))
+
 
 @runtime_checkable
 class Task(Protocol):
@@ -44,6 +51,11 @@ class Task(Protocol):
     prompt_len: int      # tokens of every prompt
     long_len: int        # tokens before EOS of a right long response
     short_len: int       # tokens before EOS of a right short response
+
+    @property
+    def size(self) -> int:
+        """The task's size (parity: d bits; multiplication: n digits), the metrics' ``d`` column."""
+        ...
 
     @property
     def label(self) -> str:
@@ -89,6 +101,98 @@ class Task(Protocol):
         ...
 
 
+def assemble_batch(prompts: torch.Tensor, long: torch.Tensor, short: torch.Tensor,
+                   is_long: torch.Tensor, eos: int, pad: int) -> Batch:
+    """Each prompt followed by its long or its short response, EOS, then ``pad`` to a common width.
+
+    ``prompts`` (B, P), ``long`` (B, L) and ``short`` (B, S) hold token ids, S <= L; ``is_long``
+    (B,) picks the response. Token layout (T = P + L + 1)::
+
+        position   0 .. P-1 | P .. P+len-1 | P+len | P+len+1 .. T-1
+        token      prompt   | response     | EOS   | pad (masked)
+
+    ``target_mask[:, t]`` says whether ``tokens[:, t + 1]`` is a training target: the response
+    tokens and the first EOS are; the prompt and the padding are not.
+    """
+    n, P = prompts.shape
+    L, S = long.shape[1], short.shape[1]
+
+    def with_eos(response: torch.Tensor) -> torch.Tensor:  # (B, L + 1): response, EOS, padding
+        tail = torch.full((n, L + 1 - response.shape[1]), pad, dtype=torch.long, device=prompts.device)
+        tail[:, 0] = eos
+        return torch.cat([response, tail], 1)
+
+    tokens = torch.cat([prompts, torch.where(is_long[:, None], with_eos(long), with_eos(short))], 1)
+    resp_len = torch.where(is_long, L, S)
+    t = torch.arange(P + L, device=prompts.device)
+    target_mask = (t[None, :] >= P - 1) & (t[None, :] < P + resp_len[:, None])
+    return Batch(tokens, target_mask, is_long)
+
+
+def matches_reference(responses: torch.Tensor, lengths: torch.Tensor, long: torch.Tensor,
+                      short: torch.Tensor) -> torch.Tensor:
+    """(N,) bool: the tokens before EOS are exactly the long or exactly the short reference.
+
+    ``responses`` (N, W) with ``lengths`` (N,) tokens before EOS; references (N, L) and (N, S).
+    """
+    ok = torch.zeros_like(lengths, dtype=torch.bool)
+    for ref in (long, short):
+        w = min(ref.shape[1], responses.shape[1])  # a wider reference can't match: lengths <= W
+        ok |= (lengths == ref.shape[1]) & (responses[:, :w] == ref[:, :w]).all(1)
+    return ok
+
+
+class MixtureTask(abc.ABC):
+    """What every :class:`Task` shares, written once; a task derives from it (a frozen dataclass).
+
+    The task gives ``p_cot``, ``vocab_size``, ``eos``, ``pad`` (the token after EOS in a batch),
+    ``prompt_len``, ``long_len``, ``short_len``, ``label``, :meth:`references`, and the methods
+    ``sample_prompts``, ``correct`` and ``format`` of :class:`Task`.
+    """
+
+    p_cot: float
+    eos: int
+    pad: int
+    prompt_len: int
+    long_len: int
+    short_len: int
+
+    @abc.abstractmethod
+    def references(self, prompts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The right long (N, long_len) and short (N, short_len) responses (no EOS) to prompts."""
+
+    @property
+    def max_new_tokens(self) -> int:
+        return self.long_len + 1
+
+    @property
+    def seq_len(self) -> int:
+        return self.prompt_len + self.long_len + 1
+
+    def sample_batch(self, n: int, generator: torch.Generator,
+                     device: str | torch.device = "cpu") -> Batch:
+        """``n`` fresh demonstrations, long with probability ``p_cot``: drawn on the CPU generator
+        (the prompts, then which are long), moved to ``device``."""
+        prompts = self.sample_prompts(n, generator)
+        is_long = torch.rand(n, generator=generator) < self.p_cot
+        return assemble_batch(prompts, *self.references(prompts), is_long, self.eos, self.pad).to(device)
+
+    def reward(self, prompts: torch.Tensor, responses: torch.Tensor, lengths: torch.Tensor,
+               kind: str) -> torch.Tensor:
+        """(N,) float: ``e2e`` = ``correct``; ``cot`` = exactly the long or the short reference.
+        Either way the response must have ended: a truncated one earns 0."""
+        check_reward_kind(kind)
+        if kind == "e2e":
+            ok = self.correct(prompts, responses, lengths)
+        else:
+            ok = matches_reference(responses, lengths, *self.references(prompts))
+        return (ok & ended(responses, lengths)).float()
+
+    def is_long(self, lengths: torch.Tensor) -> torch.Tensor:
+        """(N,) bool: longer than a short response."""
+        return lengths > self.short_len
+
+
 def final_token(responses: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """The token before EOS of each response (-1 for an empty one)."""
     idx = (lengths - 1).clamp_min(0)
@@ -110,3 +214,8 @@ def response_lengths(responses: torch.Tensor, eos: int) -> torch.Tensor:
 def check_reward_kind(kind: str) -> None:
     if kind not in REWARDS:
         raise ValueError(f"reward={kind!r}: allowed {REWARDS}")
+
+
+def check_p_cot(p_cot: float) -> None:
+    if not 0.0 <= p_cot <= 1.0:
+        raise ValueError(f"p_cot={p_cot}: need 0 <= p_cot <= 1")

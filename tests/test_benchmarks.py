@@ -12,9 +12,9 @@ from types import ModuleType
 import pytest
 import torch
 
-from rlntp.config import resolve
 from rlntp.data.parity import ParityTask
 from rlntp.models.gpt import GPT, GPTConfig
+from rlntp.params import resolve
 from rlntp.results import METRIC_COLUMNS
 from rlntp.train import ntp_loss
 
@@ -93,9 +93,9 @@ def test_run_tiny_writes_the_results_schema(tmp_path):
     summary = results["summary"]
     assert set(summary["ntp_step_gflops"]) == {"01_parity_pretraining", "02_parity_rl", "04_multiplication"}
     peak_all = summary["gemm_peak_gflops"][str(results["machine"]["cores"])]
-    for ch, (cls, _, stages) in load("run").CHAPTERS.items():  # the floor: runs x iters x FLOPs / peak
-        en, cfg = results["entries"][f"ntp_step_gflops/{ch}"], resolve(cls, "smoke", device="cpu")
-        assert en["pretrain_runs"] == len(stages(cfg)[0].jobs) >= 1
+    for name, ch in load("run").ntp_chapters().items():  # the floor: runs x iters x FLOPs / peak
+        en, cfg = results["entries"][f"ntp_step_gflops/{name}"], resolve(ch.config, "smoke", device="cpu")
+        assert en["pretrain_runs"] == len(ch.stages(cfg)[0].jobs) >= 1
         floor = en["pretrain_runs"] * cfg.pretrain_iters * en["flops_per_step"] / (peak_all * 1e9)
         assert abs(en["pretrain_floor_s"] - floor) <= 0.5 + 1e-3 * floor
     assert summary["rl_iter_s"]["ours"] > 0 and summary["rl_iter_s"]["trl"] > 0

@@ -6,10 +6,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from rlntp.claims import CLAIMS, Result, ntp_at_chance_below_third, sentence, verdict
-from rlntp.config import resolve
-from rlntp.experiments import CHAPTERS
-from rlntp.experiments.parity_pretrain import ParityPretrainConfig
+from rlntp.claims import Result, assess, every_claim, sentence, verdict
+from rlntp.experiments import chapters
+from rlntp.experiments.parity_pretrain import ParityPretrainConfig, ntp_at_chance_below_third
+from rlntp.params import resolve
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -52,16 +52,23 @@ def test_sentence_follows_the_verdicts():
     assert sentence(table.iloc[:1]) == "Reproduced here: GRPO learns."
 
 
-def test_every_claim_names_a_chapter_and_a_figure_of_that_chapter():
-    assert len(CLAIMS) == len({c.key for c in CLAIMS}) >= 15
-    for c in CLAIMS:
-        assert c.chapter in CHAPTERS
-        cells = json.loads((REPO / "notebooks" / f"{c.chapter}.ipynb").read_text())["cells"]
+def test_every_claim_has_a_unique_key_and_a_figure_of_its_chapter():
+    claims = every_claim()
+    assert len(claims) == len({c.key for _, c in claims}) >= 15
+    for chapter, c in claims:
+        cells = json.loads((REPO / "notebooks" / f"{chapter}.ipynb").read_text())["cells"]
         names = {cell["metadata"].get("mystnb", {}).get("figure", {}).get("name") for cell in cells}
         assert c.figure in names, (c.key, c.figure)
 
 
-@pytest.mark.parametrize("chapter", sorted(CHAPTERS))
+def test_a_chapter_without_claims_is_assessed_as_an_empty_table():
+    cfg = resolve(ParityPretrainConfig, preset="smoke")
+    table = assess((), pd.DataFrame(), cfg)
+    assert table.empty and "verdict" in table
+    assert sentence(table) == "This chapter decides no claim of the paper."
+
+
+@pytest.mark.parametrize("chapter", sorted(chapters()))
 def test_every_chapter_quotes_its_claims(chapter):
     cells = json.loads((REPO / "notebooks" / f"{chapter}.ipynb").read_text())["cells"]
     text = "".join("".join(c["source"]) for c in cells)
@@ -76,8 +83,7 @@ def _rl_end(experiment: str, branch: int, seed: int, length: float, acc: float) 
 
 
 def test_grpo_at_001_counts_runs_of_the_low_experiment_only():
-    from rlntp.claims import grpo_length_rises_at_001
-    from rlntp.experiments.parity_rl import EXPERIMENT, LOW, ParityRLConfig
+    from rlntp.experiments.parity_rl import EXPERIMENT, LOW, ParityRLConfig, grpo_length_rises_at_001
 
     cfg = resolve(ParityRLConfig, preset="smoke")  # branch steps 10, 20, 30; one seed
     assert cfg.low_p_cot == 0.01
@@ -111,8 +117,8 @@ def _llm_rows(dataset: str, flat: list[float], acc_rl: float, stopped: float) ->
 
 
 def test_llm_claim_is_not_run_without_reward_variance_and_states_the_formats():
-    from rlntp.claims import _llm_advantage
     from rlntp.experiments.gsm8k_math import GSM8KMathConfig
+    from rlntp.experiments.gsm8k_math import _advantage as _llm_advantage
 
     cfg = resolve(GSM8KMathConfig, preset="cpu")
     assert cfg.sft_checkpoints == (2,)
@@ -129,8 +135,7 @@ def test_llm_claim_is_not_run_without_reward_variance_and_states_the_formats():
 
 
 def test_too_early_counts_a_run_whose_length_rose_at_any_evaluation():
-    from rlntp.claims import too_early_parity
-    from rlntp.experiments.parity_rl import EXPERIMENT, ParityRLConfig
+    from rlntp.experiments.parity_rl import EXPERIMENT, ParityRLConfig, too_early_parity
 
     cfg = resolve(ParityRLConfig, preset="smoke")  # branch steps 10, 20, 30; one seed
     pre = [dict(experiment=EXPERIMENT, phase="pretrain", seed=0, step=b, metric="acc_sample_long",

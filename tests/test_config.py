@@ -2,8 +2,9 @@ import dataclasses
 
 import pytest
 
-from rlntp.config import ConfigError, resolve
+from rlntp.config import ConfigError
 from rlntp.experiments.parity_pretrain import ParityPretrainConfig
+from rlntp.params import resolve
 
 
 def test_cpu_preset_is_the_field_defaults_and_its_presets_entry():
@@ -67,14 +68,14 @@ def test_describe_lists_every_field():
 
 @pytest.mark.parametrize("text", ["foo bar=1", "preset=bogus", "__import__('os')=1", "noequals"])
 def test_runner_parameters_must_be_names_other_than_preset(text):
-    from rlntp.config import parse_param
+    from rlntp.params import parse_param
 
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         parse_param(text)
 
 
 def test_runner_parameters_parse_json_values():
-    from rlntp.config import parse_param
+    from rlntp.params import parse_param
 
     assert parse_param("seeds=[0, 1]") == ("seeds", [0, 1])
     assert parse_param("device=cuda") == ("device", "cuda")
@@ -91,8 +92,20 @@ def test_table_shows_paths_relative_to_the_repository_and_a_headline():
     assert not {"n_layer", "pretrain_iters", "weight_decay", "out_dir"} & set(head.index)
 
 
-def test_paper_preset_on_the_cpu_warns():
+def test_paper_preset_on_the_cpu_warns_when_a_run_starts(tmp_path):
     from rlntp.config import PaperOnCPUWarning
 
+    cfg = resolve(ParityPretrainConfig, preset="paper", device="cpu", out_dir=str(tmp_path))
     with pytest.warns(PaperOnCPUWarning, match="preset='paper' is running on the CPU"):
-        resolve(ParityPretrainConfig, preset="paper", device="cpu")
+        cfg.prepare()
+
+
+def test_resolving_a_config_touches_no_file(tmp_path):
+    from rlntp.experiments.gsm8k_math import CHAPTER, GSM8KMathConfig
+
+    out = tmp_path / "not" / "yet"
+    cfg = resolve(GSM8KMathConfig, preset="smoke", out_dir=str(out), data_dir=str(tmp_path / "nowhere"))
+    assert cfg.path == out and not out.exists()  # nothing created, no data folder looked for
+    with pytest.raises(FileNotFoundError, match="data_dir="):  # it is, when the run needs it
+        CHAPTER.data(cfg)
+    assert cfg.prepare() == out and out.is_dir()

@@ -15,11 +15,12 @@ import torch
 from conftest import copy_book
 
 from rlntp.book import launch_runs, run_notebook
-from rlntp.config import ConfigError, resolve
+from rlntp.config import ConfigError
 from rlntp.experiments import parity_pretrain
 from rlntp.experiments.runs import pretrain_dir, pretrain_run
 from rlntp.launch import Resources, launch
 from rlntp.parallel import Stage
+from rlntp.params import resolve
 
 REPO = Path(__file__).resolve().parent.parent
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # job functions defined here
@@ -120,12 +121,14 @@ def test_chapter_1_through_the_local_launcher_equals_the_in_process_run(tmp_path
 
 
 def test_every_chapter_has_stages_of_picklable_jobs():
-    """The runner and the launcher call ``stages(cfg)`` of every chapter module."""
-    from rlntp.experiments import CHAPTERS, chapter
+    """The runner and the launcher call ``stages(cfg)`` of every chapter."""
+    import pickle
 
-    for name in CHAPTERS:
-        module, cls = chapter(name)
-        cfg = resolve(cls, preset="smoke")
-        for stage in module.stages(cfg):
+    from rlntp.experiments import chapters
+
+    for name, chapter in chapters().items():
+        cfg = resolve(chapter.config, preset="smoke")
+        for stage in chapter.stages(cfg):
             assert stage.jobs and callable(stage.fn), name
+            pickle.dumps((stage.fn, stage.jobs))
             cloudpickle.dumps((stage.fn, stage.jobs[0]))

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from rlntp.config import ConfigError, resolve
+from rlntp.config import ConfigError
 from rlntp.data.parity import EOS, ParityTask
 from rlntp.experiments.linear_theory import (
     MAX_SAMPLES_PER_ROUND,
@@ -29,6 +29,7 @@ from rlntp.models.linear import (
     sgd_step,
     token_nll,
 )
+from rlntp.params import resolve
 from rlntp.rl.star import star_recursion
 
 torch.set_num_threads(1)

@@ -4,15 +4,15 @@ import ipaddress
 import socket
 import time
 
-import pandas as pd
 import pytest
 import torch
 
-from rlntp.config import ConfigError, resolve
-from rlntp.experiments.gsm8k_math import GSM8KMathConfig, pick_prompts, run_all
+from rlntp.config import ConfigError
+from rlntp.experiments.gsm8k_math import CHAPTER, GSM8KMathConfig, pick_prompts
 from rlntp.llm import models
 from rlntp.llm.models import TINY, load_model, load_tokenizer, smollm2_gguf
 from rlntp.llm.train import generate
+from rlntp.params import resolve
 
 
 def test_presets_resolve_and_bad_values_are_named():
@@ -28,7 +28,7 @@ def test_presets_resolve_and_bad_values_are_named():
                          (dict(datasets=["math", "math"]), "datasets"),
                          (dict(stop_flat=-1), "stop_flat"), (dict(num_generations=1),
                          "num_generations"), (dict(sft_checkpoints=[3]), "sft_checkpoints"),
-                         (dict(p_cot=2.0), "p_cot"), (dict(data_dir="/nowhere"), "data_dir"),
+                         (dict(p_cot=2.0), "p_cot"),
                          (dict(dtype="float16"), "dtype")]:
         with pytest.raises(ConfigError, match=name):
             resolve(GSM8KMathConfig, preset="smoke", **params)
@@ -115,7 +115,9 @@ def test_pick_prompts_keeps_the_solved_and_fills_a_batch():
 def test_smoke_preset_end_to_end(tmp_path, no_network):
     cfg = resolve(GSM8KMathConfig, preset="smoke", out_dir=str(tmp_path),
                   datasets=["gsm8k", "math"])
-    rows, sfts = run_all(cfg)
+    run = CHAPTER.run(cfg)
+    rows, sfts = run.metrics.to_dict("records"), {(one.dataset, seed): r for (one, seed, _), r in
+                                                   run.done["SFT runs"]}
     time.sleep(0.5)  # telemetry (if any) is sent from a thread
     assert no_network == [], "chapter 5 at smoke tried to reach the network"
     assert sfts["gsm8k", 0]["n_long"] == round(cfg.p_cot * cfg.train_size) == 2
@@ -138,8 +140,8 @@ def test_smoke_preset_end_to_end(tmp_path, no_network):
     assert all(r["value"] == 0 for r in rows if r["metric"] == "stopped_early")  # stop_flat 0
     assert all(r["value"] <= cfg.max_completion_length for r in rows
                if r["metric"] == "len_mean_greedy")
-    again, _ = run_all(cfg)  # cached: the same rows (NaN where no sample was long or short)
-    assert pd.DataFrame(again).equals(pd.DataFrame(rows))
+    again = CHAPTER.run(cfg).metrics  # cached: the same rows (NaN where no sample was long or short)
+    assert again.equals(run.metrics)
 
 
 def test_grpo_stops_after_flat_steps_and_evaluates_there():

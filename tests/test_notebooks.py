@@ -8,11 +8,11 @@ from pathlib import Path
 import papermill as pm
 import pytest
 
-from rlntp.config import parameters_cell
-from rlntp.experiments import CHAPTERS, chapter
+from rlntp.experiments import chapters
+from rlntp.params import parameters_cell
 
 REPO = Path(__file__).resolve().parent.parent
-CONFIGS = {name: chapter(name)[1] for name in CHAPTERS}
+CONFIGS = {name: ch.config for name, ch in chapters().items()}
 
 
 def _cells(name: str) -> list[dict]:
@@ -36,7 +36,7 @@ def test_parameters_cell_names_equal_the_config_fields(name):
 
     assert [p.name for p in PythonTranslator.inspect({"source": source})] == cls.field_names()
     code = "".join("".join(c["source"]) for c in _cells(name) if c["cell_type"] == "code")
-    assert f"resolve_notebook({cls.__name__}, globals())" in code.replace("prl.", "").replace("exp.", "")
+    assert "resolve_notebook(CHAPTER.config, globals())" in code.replace("prl.", "").replace("exp.", "")
 
 
 @pytest.mark.slow

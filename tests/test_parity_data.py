@@ -82,4 +82,4 @@ def test_cli_prints_one_example_per_line():
         assert len(resp.split()) in (2, 7)
     bad = subprocess.run([sys.executable, "-m", "rlntp.data", "parity", "--d", "1"],
                          capture_output=True, text=True)
-    assert bad.returncode != 0 and "d=1" in bad.stderr
+    assert bad.returncode != 0 and "--d 1: need d >= 2" in bad.stderr

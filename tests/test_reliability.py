@@ -18,10 +18,11 @@ import torch
 from conftest import copy_book
 
 from rlntp import book
-from rlntp.config import ConfigError, resolve, seed_arg
+from rlntp.config import ConfigError
 from rlntp.data.math_text import DataError, data_hash, load_problems
 from rlntp.experiments import gsm8k_math
 from rlntp.experiments.gsm8k_math import GSM8KMathConfig, runs_root
+from rlntp.params import resolve, seed_arg
 from rlntp.results import atomic_write_bytes, atomic_write_text, current_umask
 
 REPO = Path(__file__).resolve().parent.parent
@@ -340,7 +341,7 @@ def test_an_unwritable_out_dir_is_a_config_error_naming_it(tmp_path):
     bad = _unwritable(tmp_path)
     cfg = resolve(GSM8KMathConfig, preset="smoke", out_dir=str(bad))
     with pytest.raises(ConfigError, match=f"out_dir='{bad}'"):
-        cfg.path  # noqa: B018
+        cfg.prepare()
 
 
 def _write(path: Path, lines: list[str]) -> Path:

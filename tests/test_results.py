@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from rlntp.config import resolve
 from rlntp.experiments.parity_pretrain import ParityPretrainConfig
+from rlntp.params import resolve
 from rlntp.results import (
     METRIC_COLUMNS,
     atomic_write_text,

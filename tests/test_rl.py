@@ -9,12 +9,13 @@ import types
 import pytest
 import torch
 
-from rlntp.config import ConfigError, ModelPart, NTPPart, OptimizerPart, RLLoopPart, resolve
+from rlntp.config import ConfigError, ModelPart, NTPPart, OptimizerPart, RLLoopPart
 from rlntp.data.parity import EOS, VOCAB_SIZE, ParityTask
 from rlntp.experiments.parity_pretrain import ParityPretrainConfig
 from rlntp.experiments.parity_rl import ParityRLConfig, low_jobs, rl_jobs, stages
 from rlntp.experiments.runs import RLRun, pretrain_dir
 from rlntp.models.gpt import GPT, GPTConfig, generate
+from rlntp.params import resolve
 from rlntp.rl import grpo, reinforce, star
 from rlntp.rl.grpo import group_advantages, grpo_loss
 from rlntp.rl.rollout import chosen_mask, response_logprobs, rollout

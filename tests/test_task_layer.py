@@ -1,5 +1,5 @@
-"""The task layer and what sits on it: the Task protocol, the resumable RL loop and its methods,
-notebook parameters, and safe checkpoint loading."""
+"""What sits on the task layer: the resumable RL loop and its methods, notebook parameters, and
+safe checkpoint loading (the Task protocol itself: ``test_task_protocol.py``)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
-import rlntp.task
-from rlntp.config import ConfigError, parameters_cell, resolve, resolve_notebook
-from rlntp.data.multiplication import MultiplicationTask
+from rlntp.config import ConfigError
 from rlntp.data.parity import ParityTask
 from rlntp.evaluate import evaluate
 from rlntp.experiments.parity_pretrain import ParityPretrainConfig
 from rlntp.experiments.parity_rl import ParityRLConfig
 from rlntp.experiments.runs import new_model
+from rlntp.params import parameters_cell, resolve, resolve_notebook
 from rlntp.results import CheckpointError, UnsafeCheckpoint, cached, load_checkpoint_file
 from rlntp.rl.train import METHODS, train_rl
 
@@ -194,22 +193,3 @@ def test_cached_recomputes_a_truncated_file_but_refuses_an_unsafe_one(tmp_path: 
         cached(unsafe, compute)
     assert len(calls) == 1 and not marker.exists()
     assert unsafe.exists()  # left for a person to look at, not overwritten
-
-
-# 5. the tasks implement the protocol ----------------------------------------------------------
-
-
-@pytest.mark.parametrize("task", [ParityTask(4, 0.5), ParityTask(7, 0.2, chain_step=3),
-                                  MultiplicationTask(4, 0.5)])
-def test_tasks_implement_the_task_protocol(task) -> None:
-    assert isinstance(task, rlntp.task.Task)
-    g = torch.Generator().manual_seed(0)
-    b = task.sample_batch(3, g)
-    assert isinstance(b, rlntp.task.Batch)
-    assert b.tokens.shape == (3, task.seq_len)
-    assert task.sample_prompts(3, g).shape == (3, task.prompt_len)
-    assert task.max_new_tokens == task.long_len + 1
-
-
-def test_an_object_without_the_methods_is_not_a_task() -> None:
-    assert not isinstance(object(), rlntp.task.Task)

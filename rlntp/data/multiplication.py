@@ -13,7 +13,8 @@ neighbours, all else is space separated)::
     short:  1 3 4 5 * 8 1 9 3||#### 8 5 6 8 7 2 1 2
 
 Vocabulary: digits 0..9 are tokens 0..9, then ``*`` ``||`` ``+`` ``(`` ``)`` ``####`` EOS PAD
-= 10..17. Token layout of a batch (P = 2n + 2, L = long_len, S = short_len = 2n + 1)::
+= 10..17. Token layout of a batch (:func:`rlntp.task.assemble_batch`; P = 2n + 2, L = long_len,
+S = short_len = 2n + 1)::
 
     position  0 .. n-1    n   n+1 .. 2n    2n+1   P .. P+len-1   P+len   P+len+1 .. P+L
     token     a reversed  *   b reversed   ||     response       EOS     PAD padding (masked)
@@ -29,7 +30,7 @@ from typing import NamedTuple
 
 import torch
 
-from rlntp.task import Batch, check_reward_kind, ended
+from rlntp.task import MixtureTask, check_p_cot
 
 MUL, SEP, PLUS, LPAR, RPAR, ANS, EOS, PAD = range(10, 18)
 VOCAB_SIZE = 18
@@ -124,29 +125,32 @@ def parse_long(line: str | list[int] | torch.Tensor) -> LongParse:
 
 
 @dataclasses.dataclass(frozen=True)
-class MultiplicationTask:
-    """``digits`` x ``digits`` multiplication with long-demonstration fraction ``p_cot``."""
+class MultiplicationTask(MixtureTask):
+    """``digits`` x ``digits`` multiplication with long-demonstration fraction ``p_cot``.
+
+    Implements :class:`rlntp.task.Task`.
+    """
 
     digits: int
     p_cot: float
 
+    vocab_size = VOCAB_SIZE
+    eos = EOS
+    pad = PAD
+
     def __post_init__(self) -> None:
         if not 1 <= self.digits <= MAX_DIGITS:
             raise ValueError(f"digits={self.digits}: need 1 <= digits <= {MAX_DIGITS}")
-        if not 0.0 <= self.p_cot <= 1.0:
-            raise ValueError(f"p_cot={self.p_cot}: need 0 <= p_cot <= 1")
-
-    @property
-    def vocab_size(self) -> int:
-        return VOCAB_SIZE
-
-    @property
-    def eos(self) -> int:
-        return EOS
+        check_p_cot(self.p_cot)
 
     @property
     def prompt_len(self) -> int:
         return 2 * self.digits + 2
+
+    @property
+    def size(self) -> int:
+        """The metrics' ``d`` column: the operand digits n."""
+        return self.digits
 
     @property
     def label(self) -> str:
@@ -163,18 +167,6 @@ class MultiplicationTask:
     def short_len(self) -> int:
         return 2 * self.digits + 1
 
-    @property
-    def max_new_tokens(self) -> int:
-        return self.long_len + 1
-
-    @property
-    def seq_len(self) -> int:
-        return self.prompt_len + self.long_len + 1
-
-    def _operands(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        a, b = torch.randint(10 ** (self.digits - 1), 10**self.digits, (2, n), generator=generator)
-        return a, b
-
     def operands(self, prompts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The operands a, b (N,) of prompts (N, prompt_len)."""
         n = self.digits
@@ -183,22 +175,13 @@ class MultiplicationTask:
     def sample_prompts(self, n: int, generator: torch.Generator,
                        device: str | torch.device = "cpu") -> torch.Tensor:
         """``n`` fresh prompts (n, prompt_len) int64, operands uniform over n-digit numbers."""
-        return _prompt(*self._operands(n, generator), self.digits).to(device)
+        a, b = torch.randint(10 ** (self.digits - 1), 10**self.digits, (2, n), generator=generator)
+        return _prompt(a, b, self.digits).to(device)
 
-    def sample_batch(self, n: int, generator: torch.Generator,
-                     device: str | torch.device = "cpu") -> Batch:
-        """``n`` fresh demonstrations, long with probability ``p_cot``, built on the CPU generator."""
-        a, b = self._operands(n, generator)
-        is_long = torch.rand(n, generator=generator) < self.p_cot
-        L, S, P = self.long_len, self.short_len, self.prompt_len
-        long = torch.cat([_long(a, b, self.digits), _fill(EOS, a)], 1)
-        short = torch.cat([_short(a, b, self.digits), _fill(EOS, a), _fill(PAD, a, L - S)], 1)
-        tokens = torch.cat([_prompt(a, b, self.digits), torch.where(is_long[:, None], long, short)], 1)
-        resp_len = torch.where(is_long, L, S)
-        t = torch.arange(self.seq_len - 1)
-        # target t predicts token t+1: response positions P..P+len (the EOS included)
-        target_mask = (t[None, :] >= P - 1) & (t[None, :] < P + resp_len[:, None])
-        return Batch(tokens.to(device), target_mask.to(device), is_long.to(device))
+    def references(self, prompts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The long (N, long_len) and short (N, short_len) responses to prompts (N, prompt_len)."""
+        a, b = self.operands(prompts)
+        return _long(a, b, self.digits), _short(a, b, self.digits)
 
     def correct(self, prompts: torch.Tensor, responses: torch.Tensor, lengths: torch.Tensor
                 ) -> torch.Tensor:
@@ -210,24 +193,6 @@ class MultiplicationTask:
         idx = (pos[:, None] + 1 + torch.arange(m, device=responses.device)).clamp_max(W - 1)
         digits_ok = (responses.gather(1, idx) == _digits(a * b, m)).all(1)
         return (pos < lengths) & (lengths - pos - 1 == m) & digits_ok
-
-    def reward(self, prompts: torch.Tensor, responses: torch.Tensor, lengths: torch.Tensor,
-               kind: str) -> torch.Tensor:
-        """(N,) float: ``e2e`` = correct and ended; ``cot`` = exactly the long or short reference."""
-        check_reward_kind(kind)
-        if kind == "e2e":
-            ok = self.correct(prompts, responses, lengths)
-        else:
-            a, b = self.operands(prompts)
-            wide = torch.cat([responses, _fill(PAD, a, max(0, self.long_len - responses.shape[1]))], 1)
-            ok = torch.zeros_like(lengths, dtype=torch.bool)
-            for ref in (_long(a, b, self.digits), _short(a, b, self.digits)):
-                ok |= (lengths == ref.shape[1]) & (wide[:, : ref.shape[1]] == ref).all(1)
-        return (ok & ended(responses, lengths)).float()
-
-    def is_long(self, lengths: torch.Tensor) -> torch.Tensor:
-        """(N,) bool: longer than a short response."""
-        return lengths > self.short_len
 
     def format(self, tokens: torch.Tensor) -> str:
         """One sequence (prompt + response) as text, stopping at the first EOS or PAD."""

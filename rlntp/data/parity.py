@@ -10,7 +10,8 @@ first response token. Worked example, d = 5, x = 1 0 1 1 0 (parity 1)::
     long   (chain_step=2):  1 0 1 1 0 | 1 1 1 <eos>        (y_2, y_4, then y_5)
     short:                  1 0 1 1 0 | 1 <eos>
 
-Token layout of a batch (vocabulary {0, 1, EOS=2}; T = d + chain_len + 1)::
+Token layout of a batch (:func:`rlntp.task.assemble_batch`; vocabulary {0, 1, EOS=2};
+T = d + chain_len + 1)::
 
     position   0 .. d-1 | d .. d+L-1 | d+L | d+L+1 .. T-1
     token      x_1..x_d | response   | EOS | EOS padding (masked)
@@ -25,7 +26,7 @@ import dataclasses
 
 import torch
 
-from rlntp.task import Batch, check_reward_kind, ended, final_token
+from rlntp.task import MixtureTask, check_p_cot, final_token
 
 EOS = 2
 VOCAB_SIZE = 3
@@ -37,7 +38,7 @@ def prefix_parities(x: torch.Tensor) -> torch.Tensor:
 
 
 @dataclasses.dataclass(frozen=True)
-class ParityTask:
+class ParityTask(MixtureTask):
     """d-bit parity with long-demonstration fraction ``p_cot`` and a leap-``chain_step`` chain.
 
     Implements :class:`rlntp.task.Task`.
@@ -49,13 +50,13 @@ class ParityTask:
 
     vocab_size = VOCAB_SIZE
     eos = EOS
+    pad = EOS
     short_len = 1
 
     def __post_init__(self) -> None:
         if self.d < 2:
             raise ValueError(f"d={self.d}: need d >= 2")
-        if not 0.0 <= self.p_cot <= 1.0:
-            raise ValueError(f"p_cot={self.p_cot}: need 0 <= p_cot <= 1")
+        check_p_cot(self.p_cot)
         if not 1 <= self.chain_step <= self.d:
             raise ValueError(f"chain_step={self.chain_step}: need 1 <= chain_step <= d")
 
@@ -75,61 +76,28 @@ class ParityTask:
         return self.d
 
     @property
+    def size(self) -> int:
+        """The metrics' ``d`` column: the input bits d."""
+        return self.d
+
+    @property
     def label(self) -> str:
         return f"d{self.d}-p{self.p_cot:g}-k{self.chain_step}"
-
-    @property
-    def max_new_tokens(self) -> int:
-        return self.long_len + 1
-
-    @property
-    def seq_len(self) -> int:
-        return self.d + self.long_len + 1
 
     def sample_prompts(self, n: int, generator: torch.Generator,
                        device: str | torch.device = "cpu") -> torch.Tensor:
         """``n`` fresh prompts (n, d) of uniform bits, int64 on ``device``."""
         return torch.randint(0, 2, (n, self.d), generator=generator).to(device)
 
-    def sample_batch(self, n: int, generator: torch.Generator,
-                     device: str | torch.device = "cpu") -> Batch:
-        """A fresh batch from D(p_cot), built on the CPU generator (reproducible), moved to device."""
-        x = self.sample_prompts(n, generator)
-        is_long = torch.rand(n, generator=generator) < self.p_cot
-        chain = prefix_parities(x)[:, self.chain_positions]                  # (B, L)
-        L = self.long_len
-        short = torch.full((n, L), EOS, dtype=torch.long)
-        short[:, 0] = chain[:, -1]
-        response = torch.where(is_long[:, None], chain, short)
-        tokens = torch.cat([x, response, torch.full((n, 1), EOS, dtype=torch.long)], dim=1)
-        resp_len = torch.where(is_long, L, 1)                                  # tokens before EOS
-        t = torch.arange(self.seq_len - 1)
-        # target t predicts token t+1: response positions d..d+len (the EOS included)
-        target_mask = (t[None, :] >= self.d - 1) & (t[None, :] < self.d + resp_len[:, None])
-        return Batch(tokens.to(device), target_mask.to(device), is_long.to(device))
+    def references(self, prompts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The chain (N, long_len) of prefix parities at ``chain_positions`` and the parity (N, 1)."""
+        chain = prefix_parities(prompts)[:, self.chain_positions]
+        return chain, chain[:, -1:]
 
     def correct(self, prompts: torch.Tensor, responses: torch.Tensor, lengths: torch.Tensor
                 ) -> torch.Tensor:
         """The final token (the one before EOS) is the parity; an empty response is wrong."""
         return final_token(responses, lengths) == prompts.sum(-1) % 2
-
-    def reward(self, prompts: torch.Tensor, responses: torch.Tensor, lengths: torch.Tensor,
-               kind: str) -> torch.Tensor:
-        """``e2e``: the final token is the parity. ``cot``: the exact chain (length L) or the exact
-        one-token answer. Either way then EOS: a truncated response earns 0."""
-        check_reward_kind(kind)
-        if kind == "e2e":
-            ok = self.correct(prompts, responses, lengths)
-        else:
-            L = self.long_len
-            chain = prefix_parities(prompts)[:, self.chain_positions]            # (B, L)
-            W = min(L, responses.shape[1])
-            long_ok = (lengths == L) & (responses[:, :W] == chain[:, :W]).all(1)
-            ok = long_ok | ((lengths == 1) & (responses[:, 0] == chain[:, -1]))
-        return (ok & ended(responses, lengths)).float()
-
-    def is_long(self, lengths: torch.Tensor) -> torch.Tensor:
-        return lengths > 1
 
     def format(self, tokens: torch.Tensor) -> str:
         """``1 0 1 1 0 | 1 1 0 1 1 <eos>`` for one sequence (padding after the first EOS dropped)."""

@@ -1,26 +1,25 @@
-"""Experiments: one module per chapter, each with its config dataclass, its ``stages(cfg)`` (the
-independent runs, see :class:`rlntp.parallel.Stage`) and its driver ``run_all``.
+"""Experiments: one module per chapter, each declaring one ``CHAPTER``
+(:class:`rlntp.chapter.Chapter`: its config, stages, rows and claims).
 
-:data:`CHAPTERS` maps a chapter (its notebook's name) to its module and config class, for the
-runner and the cluster launcher.
+:func:`chapters` finds them: every list of chapters (the runner, the cluster launcher, the
+benchmarks, the scorecard) is derived from it, so a new chapter module is found by all of them.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
-from typing import Any
+import pkgutil
 
-CHAPTERS: dict[str, tuple[str, str]] = {
-    "01_parity_pretraining": ("parity_pretrain", "ParityPretrainConfig"),
-    "02_parity_rl": ("parity_rl", "ParityRLConfig"),
-    "03_linear_theory": ("linear_theory", "LinearTheoryConfig"),
-    "04_multiplication": ("multiplication", "MultiplicationConfig"),
-    "05_gsm8k_math": ("gsm8k_math", "GSM8KMathConfig"),
-}
+from rlntp.chapter import Chapter
 
 
-def chapter(name: str) -> tuple[Any, type]:
-    """The module and the config class of chapter ``name``."""
-    module_name, config = CHAPTERS[name]
-    module = importlib.import_module(f"rlntp.experiments.{module_name}")
-    return module, getattr(module, config)
+@functools.cache
+def chapters() -> dict[str, Chapter]:
+    """Every chapter of this package by name (its notebook's name), in name order."""
+    found = {}
+    for info in pkgutil.iter_modules(__path__):
+        chapter = getattr(importlib.import_module(f"{__name__}.{info.name}"), "CHAPTER", None)
+        if isinstance(chapter, Chapter):
+            found[chapter.name] = chapter
+    return dict(sorted(found.items()))

@@ -26,35 +26,38 @@ import dataclasses
 import os
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
+import pandas as pd
 import torch
 
+from rlntp.chapter import Chapter, Done
+from rlntp.claims import Claim, Result, fmt
 from rlntp.config import (
     ConfigError,
     ExperimentConfig,
     RLPart,
     param,
-    parse_param,
     require,
     require_at_least,
     require_positive,
-    resolve,
 )
 from rlntp.data.math_text import (
     DATASETS,
     HUB,
     choose_long,
     data_hash,
-    data_root,
     load_problems,
     rl_records,
     sft_records,
 )
 from rlntp.llm import hub_access, is_hub_id, model_source  # first: the HF libraries offline
-from rlntp.parallel import Stage, run_stages
-from rlntp.results import cached, metric_rows, source_hash, write_metrics, write_run_info
+from rlntp.parallel import Stage
+from rlntp.params import parse_param, resolve
+from rlntp.results import cached, metric_rows, source_hash, write_run_info
 
 MODELS_HELP = "'smollm2-135m', 'tiny-random', a local model folder or a hub id"
 
@@ -124,15 +127,13 @@ class GSM8KMathConfig(RLPart, ExperimentConfig):
         require(self.train_size == 0 or self.train_size >= self.prompts_per_iter, "train_size",
                 self.train_size, f"0 (all) or at least prompts_per_iter={self.prompts_per_iter}")
         require_positive(self, ("sft_learning_rate",))
-        try:  # a typo fails now, not after a minute of hub retries
+        try:  # a typo fails now, not after a minute of hub retries (names only: no file is read)
             model_source(self.model)
         except ValueError as e:
             raise ConfigError(str(e)) from None
-        if self.data_dir != HUB:  # fail now, not inside a training job
-            try:
-                data_root(self.data_dir)
-            except FileNotFoundError as e:
-                raise ConfigError(str(e)) from None
+
+    def scale(self) -> str:
+        return f"{self.dataset}, {self.model}, {super().scale()}"
 
     @property
     def dataset(self) -> str:
@@ -273,28 +274,85 @@ def stages(cfg: GSM8KMathConfig) -> list[Stage]:
                    for e in cfg.sft_checkpoints])]
 
 
-def run_all(cfg: GSM8KMathConfig
-            ) -> tuple[list[dict[str, Any]], dict[tuple[str, int], dict[str, Any]]]:
-    """Every SFT run and GRPO branch: (tidy metric rows, {(dataset, seed): SFT summary})."""
-    sft_stage, grpo_stage = stages(cfg)
-    sft_results, branches = run_stages([sft_stage, grpo_stage], cfg.n_workers)
-    sfts = {(one.dataset, seed): r for (one, seed, _), r in zip(sft_stage.jobs, sft_results,
-                                                                 strict=True)}
-    rows: list[dict[str, Any]] = []
+def rows(cfg: GSM8KMathConfig, done: Done) -> list[dict[str, Any]]:
+    """Tidy rows: each SFT run's initial model (step 0), then per GRPO branch its SFT checkpoint
+    (phase ``sft``, step = epoch) and its GRPO steps (phase ``rl``)."""
+    sfts = {(one.dataset, seed): r for (one, seed, _), r in done["SFT runs"]}
+    out: list[dict[str, Any]] = []
     for (dataset, seed), summary in sfts.items():
-        rows += metric_rows(summary["initial"], experiment=dataset, p_cot=cfg.p_cot, phase="sft",
-                            seed=seed, step=0, sequences_seen=0)
-    for (one, seed, epoch, _), history in zip(grpo_stage.jobs, branches, strict=True):
+        out += metric_rows(summary["initial"], experiment=dataset, p_cot=cfg.p_cot, phase="sft",
+                           seed=seed, step=0, sequences_seen=0)
+    for (one, seed, epoch, _), history in done["GRPO branches"]:
         keys = dict(experiment=one.dataset, p_cot=cfg.p_cot, seed=seed)
         n = sfts[one.dataset, seed]["n_train"]
         star = dict(history[0])
         star["loss"] = sfts[one.dataset, seed]["losses"].get(epoch, float("nan"))
-        rows += metric_rows(star, **keys, phase="sft", step=epoch, sequences_seen=epoch * n)
+        out += metric_rows(star, **keys, phase="sft", step=epoch, sequences_seen=epoch * n)
         for step, metrics in sorted(history.items()):
-            rows += metric_rows(metrics, **keys, phase="rl", method="grpo", reward="correct",
-                                temperature=cfg.temperature, branch_step=epoch,
-                                step=step, sequences_seen=epoch * n + step * cfg.rl_batch)
-    return rows, sfts
+            out += metric_rows(metrics, **keys, phase="rl", method="grpo", reward="correct",
+                               temperature=cfg.temperature, branch_step=epoch,
+                               step=step, sequences_seen=epoch * n + step * cfg.rl_batch)
+    return out
+
+
+# --- claims (paper.md sec. 6) -------------------------------------------------------------------
+NO_SIGNAL = "not decided if no GRPO group had reward variance"
+
+
+def _formats(star: pd.DataFrame) -> str:
+    """Long vs short accuracy of the responses sampled at T = 1 from the checkpoint (its star
+    rows), pooled over seeds; "" if the run did not sample."""
+    w = star.pivot_table(index="seed", columns="metric", values="value", dropna=False)
+    if "n_sample_long" not in w:
+        return ""
+    parts = []
+    for f in ("long", "short"):
+        n = w[f"n_sample_{f}"].sum()
+        acc = (w[f"acc_sample_{f}"].fillna(0) * w[f"n_sample_{f}"]).sum() / n if n else np.nan
+        parts.append(f"{f} ones right {fmt(acc)} (n = {n:.0f})")
+    return "; of the answers sampled at T = 1 from the checkpoint, " + ", ".join(parts)
+
+
+def _advantage(dataset: str) -> Callable[[pd.DataFrame, Any], Result]:
+    def measure(df: pd.DataFrame, cfg: Any) -> Result:
+        sub = df[df.experiment == dataset]
+        if sub.empty:
+            return Result("", None, f"this run fine-tunes on {cfg.dataset}; run with "
+                          f"-p datasets '[\"{dataset}\"]'")
+        last = max(cfg.sft_checkpoints)
+        star = sub[(sub.phase == "sft") & (sub.step == last)]
+        sft = star[star.metric == "acc_greedy"].value.mean()
+        branch = sub[(sub.phase == "rl") & (sub.branch_step == last)]
+        ends = branch.groupby("seed").step.transform("max")
+        rl = branch[(branch.step == ends) & (branch.metric == "acc_greedy")].value.mean()
+        flat = branch[branch.metric == "frac_reward_zero_std"].value
+        stopped = branch[branch.metric == "stopped_early"].value
+        steps = int(branch.step.max()) if not branch.empty else 0
+        text = (f"greedy accuracy after SFT epoch {last}: {fmt(sft)}, after {steps} GRPO step(s): "
+                f"{fmt(rl)} ({sub.seed.nunique()} seed(s)); groups without reward variance: "
+                f"{fmt(flat.mean(), '.0%')}" + _formats(star))
+        if not flat.empty and flat.min() >= 1:
+            how = (f"GRPO stopped early after {steps} step(s)" if (stopped > 0).any()
+                   else f"in all {steps} step(s)")
+            return Result(text, None, f"no GRPO group had reward variance ({how}): GRPO got no "
+                          "signal at this scale")
+        return Result(text, bool(rl - sft >= 0.05))
+    return measure
+
+
+def data(cfg: GSM8KMathConfig) -> str:
+    """A hash of the contents of the data files the chapter reads."""
+    return data_hash(cfg.dataset, cfg.data_dir, cfg.sample_data)
+
+
+CHAPTER = Chapter(GSM8KMathConfig, rows, stages, data=data, claims=(
+    Claim("gsm8k", "6", "GSM8K: SFT on a mixture with p_cot = 0.05, then GRPO, beats SFT alone",
+          "Llama 3.2 3B base, full GSM8K, 30 SFT epochs", "greedy acc after GRPO >= after SFT + 0.05 "
+          f"(last checkpoint); {NO_SIGNAL}", "fig-05-sft-grpo", _advantage("gsm8k")),
+    Claim("math", "6", "MATH: the same", "Llama 3.2 3B base, full MATH, 30 SFT epochs",
+          f"greedy acc after GRPO >= after SFT + 0.05 (last checkpoint); {NO_SIGNAL}",
+          "fig-05-sft-grpo", _advantage("math")),
+))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -308,13 +366,12 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.time()
     try:
         cfg = resolve(GSM8KMathConfig, preset=args.preset, **dict(map(parse_param, args.param)))
-        cfg.path  # noqa: B018 - an unwritable out_dir fails here, in one line
+        cfg.prepare()  # an unwritable out_dir fails here, in one line
     except ConfigError as e:
         ap.error(str(e))
     print(cfg.describe())
-    rows, _ = run_all(cfg)
+    CHAPTER.run(cfg)
     if _is_main_process():
-        write_metrics(rows, cfg.path / "metrics.csv")
         write_run_info(cfg, cfg.path, time.time() - t0)
         print(f"wrote {cfg.path / 'metrics.csv'} in {time.time() - t0:.0f} s")
 

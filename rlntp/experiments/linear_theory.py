@@ -25,6 +25,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from rlntp.chapter import Chapter, Done
+from rlntp.claims import Claim, Result
 from rlntp.config import ExperimentConfig, param, require
 from rlntp.models.linear import (
     Rollouts,
@@ -36,7 +38,7 @@ from rlntp.models.linear import (
     sgd_step,
     token_nll,
 )
-from rlntp.parallel import Stage, run_jobs
+from rlntp.parallel import Stage
 from rlntp.results import cached, metric_rows, source_hash
 from rlntp.rl.star import star_recursion
 from rlntp.seeds import generator
@@ -110,6 +112,9 @@ class LinearTheoryConfig(ExperimentConfig):
     @property
     def torch_device(self) -> str:
         return "cpu"
+
+    def scale(self) -> str:
+        return f"d = {self.d}, {super().scale()}"
 
 
 def predicted_rounds(p0: float) -> float:
@@ -261,23 +266,28 @@ def _cost_job(cfg: LinearTheoryConfig, d: int, schedule: str, seed: int) -> list
         temperature=cfg.temperature, p_cot=p, d=d, seed=seed)
 
 
-def threshold_rows(cfg: LinearTheoryConfig) -> list[dict]:
-    """Experiment 1: pre-training on the p_cot grid, evaluated at 4 points during training."""
-    jobs = [(cfg, s) for s in cfg.seeds]
-    return [r for rows in run_jobs(_threshold_job, jobs, cfg.n_workers, "threshold") for r in rows]
+JOBS = {"threshold": _threshold_job, "rl": _rl_job, "cost": _cost_job}
 
 
-def post_training_rows(cfg: LinearTheoryConfig) -> list[dict]:
-    """Experiment 2: every method in ``rl_method`` after pre-training at each rl_p_cot value."""
-    jobs = [(cfg, p, s) for p in sorted(cfg.rl_p_cot_values) for s in cfg.seeds]
-    return [r for rows in run_jobs(_rl_job, jobs, cfg.n_workers, "rl") for r in rows]
+def _cached_job(cfg: LinearTheoryConfig, name: str, *args: Any) -> list[dict]:
+    """One job of experiment ``name`` (a key of :data:`JOBS`), cached under ``cfg.path`` (keyed by
+    the config, the code and the job's arguments)."""
+    tag = "-".join(map(str, args))
+    path = cfg.path / "runs" / f"{cfg.key()}-{source_hash()}" / f"{name}-{tag}.pt"
+    return cached(path, lambda: JOBS[name](cfg, *args))
 
 
-def cost_rows(cfg: LinearTheoryConfig) -> list[dict]:
-    """Experiment 3: total sequences to greedy accuracy >= 0.95 versus d, three p_cot schedules."""
-    jobs = [(cfg, d, name, s) for d in sorted(cfg.d_values, reverse=True) for name in SCHEDULES
-            for s in cfg.seeds]
-    return [r for rows in run_jobs(_cost_job, jobs, cfg.n_workers, "cost") for r in rows]
+def stages(cfg: LinearTheoryConfig) -> list[Stage]:
+    """Experiment 1: pre-training on the p_cot grid, evaluated at 4 points during training, per
+    seed. Experiment 2: every method in ``rl_method`` after pre-training at each rl_p_cot value.
+    Experiment 3: total sequences to greedy accuracy >= 0.95 versus d, three p_cot schedules."""
+    return [
+        Stage("threshold", _cached_job, [(cfg, "threshold", s) for s in cfg.seeds]),
+        Stage("rl", _cached_job, [(cfg, "rl", p, s) for p in sorted(cfg.rl_p_cot_values)
+                                  for s in cfg.seeds]),
+        Stage("cost", _cached_job, [(cfg, "cost", d, name, s) for d in sorted(cfg.d_values, reverse=True)
+                                    for name in SCHEDULES for s in cfg.seeds]),
+    ]
 
 
 def threshold_estimate(p_cot: np.ndarray, acc: np.ndarray, level: float = 0.75) -> float:
@@ -295,18 +305,6 @@ def loglog_slope(d: np.ndarray, cost: np.ndarray) -> float:
     return float(np.polyfit(np.log(d), np.log(cost), 1)[0])
 
 
-def stages(cfg: LinearTheoryConfig) -> list[Stage]:
-    """None for a cluster: the linear models run on a CPU in minutes, inside :func:`run_all`."""
-    return []
-
-
-def run_all(cfg: LinearTheoryConfig) -> dict[str, list[dict]]:
-    """The three experiments' rows, each cached under ``cfg.path`` (keyed by config and code)."""
-    tag = f"{cfg.key()}-{source_hash()}"
-    return {name: cached(cfg.path / f"{name}-{tag}.pt", lambda fn=fn: fn(cfg))
-            for name, fn in (("threshold", threshold_rows), ("rl", post_training_rows), ("cost", cost_rows))}
-
-
 def rounds_to_success(rl: pd.DataFrame, max_rounds: int) -> pd.DataFrame:
     """First RL round with greedy accuracy >= 0.95 per (method, p_cot, seed); censored if none."""
     acc = rl[rl.metric == "acc_greedy"]
@@ -316,3 +314,114 @@ def rounds_to_success(rl: pd.DataFrame, max_rounds: int) -> pd.DataFrame:
         out.append({"method": method, "p_cot": p, "seed": seed, "censored": hit.empty,
                     "rounds": max_rounds if hit.empty else int(hit.min())})
     return pd.DataFrame(out)
+
+
+def summary_rows(cfg: LinearTheoryConfig, thr: pd.DataFrame, rl: pd.DataFrame, cost: pd.DataFrame
+                 ) -> list[dict]:
+    """The numbers the claims decide on, from the three experiments' rows: the 75% crossing of
+    the seed-mean greedy accuracy, the log-log slope of cost against d per schedule (d where every
+    seed succeeded, at least two), and STaR's largest gap to the recursion over rounds 1-3."""
+    last = thr[thr.step == thr.step.max()]
+    mean = last.pivot_table(index=["p_cot", "seed"], columns="metric", values="value").groupby("p_cot").mean()
+    out = metric_rows({"threshold_estimate": threshold_estimate(mean.index.to_numpy(),
+                                                                mean["acc_greedy"].to_numpy())},
+                      experiment="threshold", phase="pretrain", d=cfg.d)
+    for name, s in cost_slopes(cost).items():
+        out += metric_rows({"cost_loglog_slope": s}, experiment=f"cost p_cot={name}", phase="rl",
+                           method=cfg.rl_method[0])
+    dev = star_gaps(rl)
+    dev3 = float(dev[dev.index.get_level_values("step").isin([1, 2, 3])].max()) if len(dev) else np.nan
+    return out + metric_rows({"star_max_dev_rounds_1_3": dev3}, experiment="rl", phase="rl",
+                             method="star", d=cfg.d)
+
+
+def star_gaps(rl: pd.DataFrame) -> pd.Series:
+    """|STaR's long fraction - the recursion| per (p_cot, round), means over seeds."""
+    star = rl[rl.method == "star"]
+    fl = star[star.metric == "frac_long_sample"].groupby(["p_cot", "step"]).value.mean()
+    pred = star[star.metric == "frac_long_predicted"].groupby(["p_cot", "step"]).value.mean()
+    return (fl - pred).abs()
+
+
+def cost_by_d(cost: pd.DataFrame, schedule: str) -> pd.DataFrame:
+    """Mean cost and whether any seed was censored, per d, for one p_cot schedule."""
+    wide = cost.pivot_table(index=["experiment", "p_cot", "d", "seed"], columns="metric",
+                            values="value").reset_index()
+    g = wide[wide.experiment == f"cost p_cot={schedule}"]
+    return g.groupby("d").agg(cost=("total_cost", "mean"), censored=("censored", "max")).reset_index()
+
+
+def cost_slopes(cost: pd.DataFrame) -> dict[str, float]:
+    """The log-log slope of cost against d for the polynomial schedules (uncensored d, >= 2)."""
+    slopes = {}
+    for name in SCHEDULES:
+        ok = cost_by_d(cost, name)
+        ok = ok[ok.censored == 0]
+        if name != "2^-d" and len(ok) >= 2:
+            slopes[name] = loglog_slope(ok.d.to_numpy(), ok.cost.to_numpy())
+    return slopes
+
+
+def _rows(done: Done) -> dict[str, list[dict]]:
+    return {name: [r for _, job_rows in done[name] for r in job_rows] for name in JOBS}
+
+
+def experiments(done: Done) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The rows of experiments 1, 2 and 3 (threshold, rl, cost), each as a frame."""
+    parts = _rows(done)
+    return pd.DataFrame(parts["threshold"]), pd.DataFrame(parts["rl"]), pd.DataFrame(parts["cost"])
+
+
+def rows(cfg: LinearTheoryConfig, done: Done) -> list[dict]:
+    """The three experiments' rows, then :func:`summary_rows`."""
+    parts = _rows(done)
+    return parts["threshold"] + parts["rl"] + parts["cost"] + summary_rows(cfg, *experiments(done))
+
+
+# --- claims (paper.md sec. 2-3: Theorems 1 and 2) -------------------------------------------------
+def _metric(df: pd.DataFrame, metric: str) -> pd.Series:
+    return df[df.metric == metric].value
+
+
+def linear_threshold(df: pd.DataFrame, cfg: Any) -> Result:
+    est = _metric(df, "threshold_estimate")
+    if est.empty or pd.isna(est.iloc[0]):
+        return Result("", None, "the p_cot grid does not cross 75% greedy accuracy")
+    return Result(f"greedy accuracy crosses 75% at p_cot = {est.iloc[0]:.3f} (d = {cfg.d})",
+                  bool(abs(est.iloc[0] - 1 / 3) <= 0.05))
+
+
+def linear_star_recursion(df: pd.DataFrame, cfg: Any) -> Result:
+    dev = _metric(df, "star_max_dev_rounds_1_3")
+    if dev.empty or pd.isna(dev.iloc[0]):
+        return Result("", None, "STaR is not in rl_method")
+    return Result(f"max |long fraction - 2p/(1+p) iterated| over rounds 1-3 = {dev.iloc[0]:.3f}",
+                  bool(dev.iloc[0] <= 0.1))
+
+
+def linear_polynomial_cost(df: pd.DataFrame, cfg: Any) -> Result:
+    slopes = {e.split("=", 1)[1]: v for e, v in
+              df[df.metric == "cost_loglog_slope"].set_index("experiment").value.items()}
+    cost = df[df.metric == "censored"]
+    exp_cens = cost[cost.experiment == "cost p_cot=2^-d"]
+    largest = exp_cens[exp_cens.d == exp_cens.d.max()].value if not exp_cens.empty else pd.Series([])
+    d_range = f"d in {sorted(int(v) for v in cost.d.unique())}"
+    if not {"1/d", "1/d^2"} <= slopes.keys() or largest.empty:
+        return Result(f"slopes {slopes} ({d_range})", None,
+                      "some schedule did not succeed on at least two d on every seed")
+    text = (f"log-log slope of cost vs d: {slopes['1/d']:.2f} (p_cot = 1/d), {slopes['1/d^2']:.2f} "
+            f"(1/d^2); p_cot = 2^-d fails on {int(largest.sum())} of {len(largest)} seeds at the "
+            f"largest d ({d_range}; one budget)")
+    return Result(text, bool(max(slopes.values()) <= 4 and largest.all()))
+
+
+CHAPTER = Chapter(LinearTheoryConfig, rows, stages, claims=(
+    Claim("thm1", "2", "Theorem 1: for autoregressive linear models, greedy accuracy after "
+          "next-token prediction jumps from 1/2 to 1 at p_cot = 1/3", "a theorem (any d >= 2)",
+          "the 75% crossing within 0.05 of 1/3", "fig-03-threshold", linear_threshold),
+    Claim("thm2", "3", "Theorem 2: each STaR round maps the long fraction p to 2p/(1+p)",
+          "a theorem", "max gap <= 0.1 over rounds 1-3", "fig-03-rounds", linear_star_recursion),
+    Claim("poly", "3", "Pre-training + RL costs poly(d) unless p_cot is exponentially small in d",
+          "a theorem", "log-log slope of cost <= 4 for p_cot = 1/d and 1/d^2; p_cot = 2^-d fails at the "
+          "largest d", "fig-03-cost", linear_polynomial_cost),
+))

@@ -65,6 +65,9 @@ def load_checkpoint(cfg: PretrainConfig, task: Task, step: int, seed: int) -> GP
     model = new_model(cfg, task, seed)
     if step > 0:
         path = checkpoint_path(pretrain_dir(cfg, task, seed), step)
+        if not path.exists():
+            raise FileNotFoundError(f"no checkpoint of step {step}, seed {seed} at {path}: were the "
+                                    "rlntp sources edited as pre-training ran? Run again.")
         model.load_state_dict(load_checkpoint_file(path, map_location=cfg.torch_device))
     return model
 
@@ -109,28 +112,19 @@ def rl_run(cfg: RLConfig, task: Task, run: RLRun) -> RLHistory:
     return cached(path, train)
 
 
-def check_checkpoints(cfg: PretrainConfig, task: Task) -> None:
-    """Raise if a seed's last checkpoint is missing (the sources changed as the runs started)."""
-    for s in cfg.seeds:
-        path = pretrain_dir(cfg, task, s)
-        if not checkpoint_path(path, cfg.pretrain_iters).exists():
-            raise FileNotFoundError(f"no checkpoints of seed {s} in {path}: were the rlntp "
-                                    "sources edited as pre-training started? Run again.")
-
-
-def pretrain_rows(history: History, cfg: PretrainConfig, task: Task, seed: int, experiment: str,
-                  d: int) -> list[dict[str, Any]]:
+def pretrain_rows(history: History, cfg: PretrainConfig, task: Task, seed: int, experiment: str
+                  ) -> list[dict[str, Any]]:
     """Tidy metric rows of one pre-training run (sequences_seen = step x batch size)."""
     rows: list[dict[str, Any]] = []
     for step, metrics in history:
         rows += metric_rows(metrics, experiment=experiment, phase="pretrain", p_cot=task.p_cot,
-                            d=d, seed=seed, step=step,
+                            d=task.size, seed=seed, step=step,
                             sequences_seen=step * cfg.pretrain_batch_size)
     return rows
 
 
-def rl_rows(hists: dict[RLRun, RLHistory], cfg: PretrainConfig, task: Task, experiment: str,
-            d: int) -> list[dict[str, Any]]:
+def rl_rows(hists: dict[RLRun, RLHistory], cfg: PretrainConfig, task: Task, experiment: str
+            ) -> list[dict[str, Any]]:
     """Tidy rows of RL runs; sequences_seen counts the pre-training sequences too."""
     rows: list[dict[str, Any]] = []
     for run, hist in hists.items():
@@ -139,7 +133,7 @@ def rl_rows(hists: dict[RLRun, RLHistory], cfg: PretrainConfig, task: Task, expe
             scalars = {k: v for k, v in metrics.items() if not isinstance(v, list)}
             rows += metric_rows(scalars, experiment=experiment, phase="rl", method=run.method,
                                 reward=run.reward, temperature=run.temperature, p_cot=task.p_cot,
-                                d=d, seed=run.seed, branch_step=run.branch_step, step=it,
+                                d=task.size, seed=run.seed, branch_step=run.branch_step, step=it,
                                 sequences_seen=base + seqs)
     return rows
 
