@@ -20,6 +20,7 @@ import pickle
 import subprocess
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -207,6 +208,32 @@ def load_checkpoint_file(path: str | Path, map_location: str | torch.device | No
     except (RuntimeError, EOFError, OSError) as e:
         raise CheckpointError(f"{path}: cannot be read ({str(e).splitlines()[0]}): the file is "
                               "corrupt or truncated; delete it to recompute.") from None
+
+
+def resume(state_file: Path, keys: tuple[str, ...], restore: Callable[[dict[str, Any]], None],
+           map_location: str | torch.device | None = None) -> dict[str, Any] | None:
+    """The resume state saved at ``state_file``, after ``restore(state)`` put it into the run's
+    objects; None when there is none. A state that cannot be loaded or restored (a damaged disk,
+    a foreign file, a missing key of ``keys``) is moved to ``NAME.corrupt`` with a warning and
+    None is returned: the caller starts the run over from fresh objects, which gives the same
+    numbers (every draw is seeded). A file that could run code is refused, never moved."""
+    if not state_file.exists():
+        return None
+    try:
+        state = load_checkpoint_file(state_file, map_location)
+        missing = set(keys) - set(state) if isinstance(state, dict) else set(keys)
+        if missing:
+            raise CheckpointError(f"{state_file}: not a resume state (no {sorted(missing)})")
+        restore(state)
+        return state
+    except UnsafeCheckpoint:
+        raise  # never run it, never delete it: the user must look at it
+    except (CheckpointError, RuntimeError, KeyError, TypeError, ValueError) as e:
+        aside = state_file.with_name(state_file.name + ".corrupt")
+        os.replace(state_file, aside)
+        warnings.warn(f"{state_file}: cannot resume from it ({str(e).splitlines()[0]}); moved to "
+                      f"{aside.name}, running from the start again", RuntimeWarning, stacklevel=2)
+        return None
 
 
 def cached(path: str | Path, compute: Callable[[], Any]) -> Any:

@@ -13,8 +13,6 @@ that holds more than tensors and plain data is refused (:class:`rlntp.results.Un
 from __future__ import annotations
 
 import math
-import os
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from rlntp.config import NTPPart, OptimizerPart
-from rlntp.results import CheckpointError, UnsafeCheckpoint, atomic_torch_save, load_checkpoint_file
+from rlntp.results import atomic_torch_save, resume
 from rlntp.seeds import generator
 from rlntp.task import Task
 
@@ -109,41 +107,28 @@ def train_ntp(model: torch.nn.Module, task: Task, cfg: NTPPart, *, seed: int,
     run_dir.mkdir(parents=True, exist_ok=True)
     device = next(model.parameters()).device
     iters = cfg.pretrain_iters
-    opt = make_optimizer(model, cfg.pretrain_learning_rate, cfg)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: lr_factor(s, iters, cfg.warmup_steps, cfg.min_lr_frac))
-    gen = generator("train_data", seed)
-    history: History = []
-    start = 0
-    state_file = run_dir / "state.pt"
-    if state_file.exists():  # resume
-        initial = {k: v.clone() for k, v in model.state_dict().items()}
-        try:
-            st = load_checkpoint_file(state_file)
-            missing = set(STATE_KEYS) - set(st) if isinstance(st, dict) else STATE_KEYS
-            if missing:
-                raise CheckpointError(f"{state_file}: not a resume state (no {sorted(missing)})")
-            model.load_state_dict(st["model"])
-            opt.load_state_dict(st["opt"])
-            sched.load_state_dict(st["sched"])
-            gen.set_state(st["gen"])
-            history, start = list(st["history"]), int(st["step"])
-        except UnsafeCheckpoint:
-            raise  # never run it, never delete it: the user must look at it
-        except (CheckpointError, RuntimeError, KeyError, TypeError, ValueError) as e:
-            # corrupt (a damaged disk, a foreign file): set it aside and train from the start,
-            # which gives the same numbers (every draw is seeded)
-            aside = state_file.with_name(state_file.name + ".corrupt")
-            os.replace(state_file, aside)
-            warnings.warn(f"{state_file}: cannot resume from it ({str(e).splitlines()[0]}); "
-                          f"moved to {aside.name}, training this run from step 0 again",
-                          RuntimeWarning, stacklevel=2)
-            model.load_state_dict(initial)
-            opt = make_optimizer(model, cfg.pretrain_learning_rate, cfg)
-            sched = torch.optim.lr_scheduler.LambdaLR(
-                opt, lambda s: lr_factor(s, iters, cfg.warmup_steps, cfg.min_lr_frac))
-            gen = generator("train_data", seed)
-            history, start = [], 0
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def fresh() -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR, torch.Generator]:
+        model.load_state_dict(initial)
+        opt = make_optimizer(model, cfg.pretrain_learning_rate, cfg)
+        return (opt, torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: lr_factor(s, iters, cfg.warmup_steps, cfg.min_lr_frac)),
+            generator("train_data", seed))
+
+    opt, sched, gen = fresh()
+
+    def restore(st: dict[str, Any]) -> None:
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        sched.load_state_dict(st["sched"])
+        gen.set_state(st["gen"])
+
+    st = resume(run_dir / "state.pt", STATE_KEYS, restore)
+    if st is None:
+        opt, sched, gen = fresh()  # nothing to resume, or a damaged state set aside
+    history: History = list(st["history"]) if st else []
+    start = int(st["step"]) if st else 0
     if start == 0:
         history.append((0, evaluate(model, 0)))
     model.train()
@@ -162,5 +147,5 @@ def train_ntp(model: torch.nn.Module, task: Task, cfg: NTPPart, *, seed: int,
             state: dict[str, Any] = {"model": model.state_dict(), "opt": opt.state_dict(),
                                      "sched": sched.state_dict(), "gen": gen.get_state(),
                                      "history": history, "step": step}
-            atomic_torch_save(state, state_file)
+            atomic_torch_save(state, run_dir / "state.pt")
     return history

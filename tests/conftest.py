@@ -1,3 +1,4 @@
+import os
 import shutil
 from pathlib import Path
 
@@ -7,6 +8,22 @@ import torch
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def llm_data(tmp_path_factory):
+    """Chapter 5's data for every test (notebook kernels too, through the environment): a few
+    records the tests write (``llm_data.py``), never ``../shared``, which a user's clone lacks."""
+    from llm_data import write_sample_data
+
+    root = write_sample_data(tmp_path_factory.mktemp("data"))
+    before = os.environ.get("RLNTP_DATA_DIR")
+    os.environ["RLNTP_DATA_DIR"] = str(root)
+    yield root
+    if before is None:
+        os.environ.pop("RLNTP_DATA_DIR")
+    else:
+        os.environ["RLNTP_DATA_DIR"] = before
 
 
 def copy_book(dst: Path) -> Path:

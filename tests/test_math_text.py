@@ -19,8 +19,8 @@ def test_gsm8k_long_and_short_forms():
     problems = load_problems("gsm8k", "train", sample=True)
     assert len(problems) == 64
     p = problems[0]
-    assert p.answer == "72" and p.short == "#### 72"
-    assert p.long.endswith("#### 72") and "<<" not in p.long and "48/2 = 24" in p.long
+    assert p.short == f"#### {p.answer}" and p.answer.isdigit()
+    assert "<<" not in p.long and f"= {p.answer} apples" in p.long  # the calculator notes dropped
     assert all(q.long.endswith(f"#### {q.answer}") for q in problems)
 
 

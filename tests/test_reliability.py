@@ -19,14 +19,14 @@ from conftest import copy_book
 
 from rlntp import book
 from rlntp.config import ConfigError
-from rlntp.data.math_text import DataError, data_hash, load_problems
+from rlntp.data.math_text import DataError, data_hash, data_root, load_problems
 from rlntp.experiments import gsm8k_math
 from rlntp.experiments.gsm8k_math import GSM8KMathConfig, runs_root
 from rlntp.params import resolve, seed_arg
 from rlntp.results import atomic_write_bytes, atomic_write_text, current_umask
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared" / "data"
+SHARED = REPO.parent / "shared" / "data"  # the full data sets, beside a developer's checkout only
 CHAPTER = "03_linear_theory"  # the cheapest chapter at smoke (seconds)
 
 
@@ -40,7 +40,7 @@ def _sample_data(root: Path) -> Path:
     """A copy of the GSM8K sample files (what the smoke preset reads) in ``root``."""
     (root / "gsm8k").mkdir(parents=True)
     for name in ("sample_train.jsonl", "sample_test.jsonl"):
-        shutil.copy(SHARED / "gsm8k" / name, root / "gsm8k" / name)
+        shutil.copy(data_root() / "gsm8k" / name, root / "gsm8k" / name)
     return root
 
 
@@ -183,7 +183,7 @@ def test_hub_access_switches_already_imported_libraries():
     import datasets.config
     import huggingface_hub.constants
 
-    from rlntp.llm import hub_access
+    from rlntp.hub import hub_access
 
     try:
         hub_access(True)
@@ -315,6 +315,34 @@ def test_a_truncated_state_is_set_aside_and_the_run_restarts(tmp_path):
     assert not list((tmp_path / "b").glob("*.tmp")) and not list((tmp_path / "b").glob(".*"))
 
 
+def _rl(run_dir: Path, iters: int = 4):
+    from rlntp.config import RLLoopPart
+    from rlntp.data.parity import VOCAB_SIZE, ParityTask
+    from rlntp.models.gpt import GPT, GPTConfig
+    from rlntp.rl.train import train_rl
+
+    task = ParityTask(4, 0.5)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(VOCAB_SIZE, task.seq_len, n_layer=1, n_head=2, n_embd=16))
+    cfg = RLLoopPart(rl_iters=iters, prompts_per_iter=2, num_generations=2, eval_every=2, stop_after=0)
+
+    def evaluate(m, it):
+        return {"acc_greedy": 0.0, "w": sum(p.sum().item() for p in m.parameters())}
+
+    return train_rl(model, task, cfg, method="grpo", reward="e2e", temperature=1.0, seed=0,
+                    branch_step=0, run_dir=run_dir, evaluate=evaluate)
+
+
+def test_a_truncated_rl_state_is_set_aside_as_in_pretraining(tmp_path):
+    straight = _rl(tmp_path / "a")
+    _rl(tmp_path / "b", iters=2)  # stopped after its first evaluation ...
+    state = tmp_path / "b" / "rl_state.pt"
+    os.truncate(state, 50)  # ... and its state damaged
+    with pytest.warns(RuntimeWarning, match=str(state)):
+        again = _rl(tmp_path / "b")
+    assert again == straight and (tmp_path / "b" / "rl_state.pt.corrupt").stat().st_size == 50
+
+
 def test_an_unsafe_state_is_refused_and_kept(tmp_path):
     from rlntp.results import UnsafeCheckpoint
 
@@ -379,6 +407,7 @@ def test_an_empty_data_file_is_an_error_naming_it(tmp_path):
         load_problems("gsm8k", "test", data_dir=tmp_path, sample=True)
 
 
+@pytest.mark.skipif(not SHARED.is_dir(), reason="no ../shared/data beside this checkout (a user's clone)")
 def test_the_shared_data_loads_whole():
     assert len(load_problems("math", "train", data_dir=SHARED)) == 7500
     assert len(load_problems("gsm8k", "test", data_dir=SHARED)) == 1319

@@ -149,7 +149,7 @@ def _read_records(dataset: str, split: str, data_dir: str | Path | None, sample:
                   ) -> list[tuple[str, dict]]:
     """``(where, record)`` pairs, ``where`` naming the record in errors."""
     if data_dir == HUB:
-        from rlntp.llm import hub_access
+        from rlntp.hub import hub_access
 
         hub_access(True)  # data_dir='hub' is the user's explicit choice
         import datasets

@@ -54,7 +54,8 @@ from rlntp.data.math_text import (
     rl_records,
     sft_records,
 )
-from rlntp.llm import hub_access, is_hub_id, model_source  # first: the HF libraries offline
+from rlntp.hub import hub_access  # first: the HF libraries offline
+from rlntp.llm import is_hub_id, model_source
 from rlntp.parallel import Stage
 from rlntp.params import parse_param, resolve
 from rlntp.results import cached, metric_rows, source_hash, write_run_info

@@ -30,7 +30,8 @@ from transformers import (
 )
 
 # the package's __init__ (run before this module) turned the hub off and telemetry off
-from rlntp.llm import SMOLLM2, TINY, hub_access, model_source
+from rlntp.hub import hub_access
+from rlntp.llm import SMOLLM2, TINY, model_source
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 

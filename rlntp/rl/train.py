@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rlntp.config import RLLoopPart
-from rlntp.results import atomic_torch_save, load_checkpoint_file
+from rlntp.results import atomic_torch_save, resume
 from rlntp.rl import grpo, reinforce, star
 from rlntp.rl.rollout import rollout
 from rlntp.seeds import generator
@@ -66,6 +66,9 @@ METHODS: dict[str, tuple[Update, Callable[[RLLoopPart], Plan]]] = {
 }
 
 
+STATE_KEYS = ("model", "opt", "gen", "sample_gen", "history", "streak")  # of rl_state.pt
+
+
 def train_rl(model: torch.nn.Module, task: Task, cfg: RLLoopPart, *, method: str, reward: str,
              temperature: float, seed: int, branch_step: int, run_dir: str | Path,
              evaluate: Callable[[torch.nn.Module, int], dict[str, Any]],
@@ -76,22 +79,31 @@ def train_rl(model: torch.nn.Module, task: Task, cfg: RLLoopPart, *, method: str
     update, plan_of = METHODS[method]
     plan = plan_of(cfg)
     device = next(model.parameters()).device
-    opt = make_optimizer(model, plan.learning_rate, cfg)
     ref = copy.deepcopy(model).eval() if cfg.beta > 0 else None
-    gen = generator("rl_data", seed, branch_step)
-    sample_gen = generator("rl_sampling", seed, device=device)
-    state_file = Path(run_dir) / "rl_state.pt"
-    if state_file.exists():  # resume
-        st = load_checkpoint_file(state_file, map_location=device)
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def fresh() -> tuple[torch.optim.AdamW, torch.Generator, torch.Generator]:
+        model.load_state_dict(initial)
+        return (make_optimizer(model, plan.learning_rate, cfg), generator("rl_data", seed, branch_step),
+                generator("rl_sampling", seed, device=device))
+
+    opt, gen, sample_gen = fresh()
+
+    def restore(st: dict[str, Any]) -> None:
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
         gen.set_state(st["gen"])
         sample_gen.set_state(st["sample_gen"].to(sample_gen.get_state().device))
         if ref is not None:
             ref.load_state_dict(st["ref"])
-        history, streak = st["history"], st["streak"]
-    else:
+
+    state_file = Path(run_dir) / "rl_state.pt"
+    st = resume(state_file, STATE_KEYS, restore, map_location=device)
+    if st is None:
+        opt, gen, sample_gen = fresh()  # nothing to resume, or a damaged state set aside
         history, streak = [(0, 0, evaluate(model, 0))], 0
+    else:
+        history, streak = st["history"], st["streak"]
     start = history[-1][0]
     if history[-1][2].get("stopped"):
         return history
