@@ -4,8 +4,8 @@ Each chapter declares its claims beside its experiment (``CHAPTER.claims`` in it
 :mod:`rlntp.experiments`). A criterion is a small function ``measure(df, cfg) -> Result`` of the
 chapter's tidy metrics and its resolved config; it states the numbers it used (with seeds),
 whether the claim holds, and, when it could not be decided, why. The chapters quote
-:func:`sentence` of these results and the scorecard page (:func:`scorecard`) lists all of them,
-so prose and page are decided by the same functions.
+:func:`sentence` of these results and the scorecard page (:func:`rlntp.scorecard.scorecard`)
+lists all of them, so prose and page are decided by the same functions.
 
 Verdicts: ``reproduced`` (holds at the paper's preset), ``reproduced at a smaller scale`` (holds
 at ``smoke``/``cpu``), ``not reproduced`` (measured, and does not hold), ``not run`` (these
@@ -15,10 +15,7 @@ parameters do not measure it, or a precondition failed; ``why`` says which).
 from __future__ import annotations
 
 import dataclasses
-import json
-import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -95,48 +92,3 @@ def sentence(table: pd.DataFrame) -> str:
         parts.append("Not decided by this run: " + "; ".join(
             f"{lower(table.claim[k])} ({table.why[k]})" for k in by["not run"]) + ".")
     return " ".join(parts) or "This chapter decides no claim of the paper."
-
-
-def every_claim() -> list[tuple[str, Claim]]:
-    """(chapter name, claim) for every chapter's claims, in book order."""
-    from rlntp.experiments import chapters
-
-    return [(name, c) for name, ch in chapters().items() for c in ch.claims]
-
-
-def load_run(out_dir: Path) -> tuple[pd.DataFrame, Any] | None:
-    """A finished chapter run's metrics and its config, rebuilt from ``config.json`` (device
-    'auto': the reader's machine may lack the run's GPU); None if either file is missing."""
-    from rlntp.experiments import chapters
-    from rlntp.params import resolve
-
-    if not (out_dir / "metrics.csv").is_file() or not (out_dir / "config.json").is_file():
-        return None
-    info = json.loads((out_dir / "config.json").read_text())
-    cls = chapters()[out_dir.name].config
-    params = {k: v for k, v in info["config"].items() if k in cls.field_names()}
-    params.update(device="auto", out_dir=str(out_dir))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a paper run read on a CPU machine
-        cfg = resolve(cls, **params)
-    return pd.read_csv(out_dir / "metrics.csv"), cfg
-
-
-def scorecard(runs: dict[str, Path]) -> pd.DataFrame:
-    """Every claim decided on the runs in ``runs`` (chapter -> its output folder); a chapter
-    without a finished run gives "not run". Column ``chapter`` names each claim's chapter."""
-    from rlntp.experiments import chapters
-
-    frames = []
-    for name, ch in chapters().items():
-        loaded = load_run(runs[name]) if name in runs else None
-        if loaded is None:
-            rows = [dict(key=c.key, claim=c.statement, measured="", criterion=c.criterion,
-                         verdict="not run", why="the chapter was not run", figure=c.figure, scale="")
-                    for c in ch.claims]
-            table = pd.DataFrame(rows, columns=["key", "claim", "measured", "criterion", "verdict",
-                                                "why", "figure", "scale"]).set_index("key")
-        else:
-            table = assess(ch.claims, *loaded)
-        frames.append(table.assign(chapter=name))
-    return pd.concat(frames)

@@ -13,9 +13,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rlntp.claims import every_claim, scorecard
 from rlntp.config import PRESET_NAMES, REPO, display_path
 from rlntp.results import atomic_write_text
+from rlntp.scorecard import every_claim, scorecard
 
 RESULTS = REPO / "results"  # committed runs (metrics and config only), e.g. the paper preset on a GPU
 CLASS_MINUTES = 50

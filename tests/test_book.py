@@ -49,7 +49,8 @@ def test_every_chapter_writes_tidy_metrics_and_its_config(smoke_book):
 
 
 def test_scorecard_has_a_verdict_and_a_figure_link_for_every_claim(smoke_book):
-    from rlntp.claims import VERDICTS, every_claim
+    from rlntp.claims import VERDICTS
+    from rlntp.scorecard import every_claim
 
     book_dir, _, index = smoke_book
     rows = (book_dir / "_generated" / "scorecard.md").read_text().splitlines()[2:]

@@ -6,10 +6,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from rlntp.claims import Result, assess, every_claim, sentence, verdict
+from rlntp.claims import Result, assess, sentence, verdict
 from rlntp.experiments import chapters
 from rlntp.experiments.parity_pretrain import ParityPretrainConfig, ntp_at_chance_below_third
 from rlntp.params import resolve
+from rlntp.scorecard import every_claim
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -2,8 +2,8 @@
 
 import json
 
-from rlntp.claims import every_claim
 from rlntp.pages import class_plan, costs_table, measured_runs, write_pages
+from rlntp.scorecard import every_claim
 
 
 def _run(root, preset, name, wall, device_name="Test CPU, 2 cores"):

@@ -1,0 +1,57 @@
+"""The scorecard: every chapter's claims decided on the runs a build made (or committed ones).
+
+The chapters come from :func:`rlntp.experiments.chapters`; each claim is decided by
+:func:`rlntp.claims.assess` on its chapter's ``metrics.csv`` and the config rebuilt from its
+``config.json``, the same functions the chapter's own page uses.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from rlntp.claims import Claim, assess
+from rlntp.experiments import chapters
+from rlntp.params import resolve
+
+
+def every_claim() -> list[tuple[str, Claim]]:
+    """(chapter name, claim) for every chapter's claims, in book order."""
+    return [(name, c) for name, ch in chapters().items() for c in ch.claims]
+
+
+def load_run(out_dir: Path) -> tuple[pd.DataFrame, Any] | None:
+    """A finished chapter run's metrics and its config, rebuilt from ``config.json`` (device
+    'auto': the reader's machine may lack the run's GPU); None if either file is missing."""
+    if not (out_dir / "metrics.csv").is_file() or not (out_dir / "config.json").is_file():
+        return None
+    info = json.loads((out_dir / "config.json").read_text())
+    cls = chapters()[out_dir.name].config
+    params = {k: v for k, v in info["config"].items() if k in cls.field_names()}
+    params.update(device="auto", out_dir=str(out_dir))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a paper run read on a CPU machine
+        cfg = resolve(cls, **params)
+    return pd.read_csv(out_dir / "metrics.csv"), cfg
+
+
+def scorecard(runs: dict[str, Path]) -> pd.DataFrame:
+    """Every claim decided on the runs in ``runs`` (chapter -> its output folder); a chapter
+    without a finished run gives "not run". Column ``chapter`` names each claim's chapter."""
+    frames = []
+    for name, ch in chapters().items():
+        loaded = load_run(runs[name]) if name in runs else None
+        if loaded is None:
+            rows = [dict(key=c.key, claim=c.statement, measured="", criterion=c.criterion,
+                         verdict="not run", why="the chapter was not run", figure=c.figure, scale="")
+                    for c in ch.claims]
+            table = pd.DataFrame(rows, columns=["key", "claim", "measured", "criterion", "verdict",
+                                                "why", "figure", "scale"]).set_index("key")
+        else:
+            table = assess(ch.claims, *loaded)
+        frames.append(table.assign(chapter=name))
+    return pd.concat(frames)
