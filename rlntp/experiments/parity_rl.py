@@ -343,9 +343,11 @@ def star_rounds(df: pd.DataFrame, cfg: ParityRLConfig) -> tuple[pd.DataFrame, pd
     and per (seed, round) ``sampled_long`` q, ``rule`` 2q/(1+q), ``kept_long``, ``after`` and
     ``one_step`` (the rule applied to ``before``); both empty if STaR did not run."""
     rl = df[(df.experiment == EXPERIMENT) & (df.phase == "rl")]
-    sw = rl[(rl.method == "star") & (rl.reward == "cot") & (rl.temperature == cfg.temperature)
-            & (rl.branch_step == cfg.rl_branch)].pivot_table(index=["seed", "step"], columns="metric",
-                                                             values="value").reset_index()
+    star = rl[(rl.method == "star") & (rl.reward == "cot") & (rl.temperature == cfg.temperature)
+              & (rl.branch_step == cfg.rl_branch)]
+    if star.empty:  # left out by methods x rewards
+        return pd.DataFrame(), pd.DataFrame()
+    sw = star.pivot_table(index=["seed", "step"], columns="metric", values="value").reset_index()
     sw["before"] = sw.groupby("seed").frac_long_sample.shift(1)  # the model that sampled the round
     sw = sw[sw.step >= 1]
     if sw.empty:
