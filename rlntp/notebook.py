@@ -5,6 +5,10 @@
     run = CHAPTER.run(cfg)              # rlntp.chapter: every run, metrics.csv
     show_claims(run.metrics, cfg)       # the chapter's claims decided on this run's metrics
     finish(cfg, t_start)                # config.json; wall_time and provenance glued
+
+A figure cell is one call plus its caption (in the cell's metadata)::
+
+    show_figure(plot_threshold(df), cfg.path, "fig2_threshold")     # rlntp.plotting
 """
 
 from __future__ import annotations
@@ -29,6 +33,12 @@ def start(cfg: Any) -> Any:
     for name, value in cfg.to_dict().items():
         glue(f"cfg_{name}", display_value(value).strip("'"), display=False)
     return show_table(cfg.table(headline=True))
+
+
+def glue_values(values: dict[str, Any]) -> None:
+    """Glue each value under its name for the text (no output), e.g. a chapter function's numbers."""
+    for name, value in values.items():
+        glue(name, value, display=False)
 
 
 def _label(value: Any) -> str:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import time
 import warnings
@@ -293,6 +294,156 @@ def rows(cfg: GSM8KMathConfig, done: Done) -> list[dict[str, Any]]:
             out += metric_rows(metrics, **keys, phase="rl", method="grpo", reward="correct",
                                temperature=cfg.temperature, branch_step=epoch,
                                step=step, sequences_seen=epoch * n + step * cfg.rl_batch)
+    return out
+
+
+
+# --- what the notebook shows ---------------------------------------------------------------------
+def data_examples(cfg: GSM8KMathConfig) -> tuple[str, dict[str, int]]:
+    """One long and one short training example per dataset and, per seed, which training problems
+    are long (as text); and, glued for the text, ``n_long`` of ``n_train`` (first dataset and
+    seed)."""
+    kw = dict(seed=cfg.subset_seed, data_dir=cfg.data_dir, sample=cfg.sample_data)
+    lines = []
+    for d in reversed(cfg.datasets):  # the counts returned are those of the first dataset, first seed
+        train = load_problems(d, "train", cfg.train_size or None, **kw)
+        lines.append(f"{d} LONG:\n{train[0].long}\n\n{d} SHORT:\n{train[0].short}\n")
+        for s in reversed(cfg.seeds):
+            long = choose_long(len(train), cfg.p_cot, s)
+            lines.append(f"{d}, seed {s}: {sum(long)} of {len(long)} training problems long, indices "
+                         f"{[i for i, x in enumerate(long) if x]}")
+    return "\n".join(lines), {"n_long": int(sum(long)), "n_train": len(train)}
+
+
+def solution_lengths(cfg: GSM8KMathConfig) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The worked solutions' lengths in the model's tokens per dataset (whole train split): a table,
+    and their 95th percentile, median and the fraction that fits ``max_completion_length``."""
+    from rlntp.llm.models import load_tokenizer
+
+    tok = load_tokenizer(cfg.model)
+    kw = dict(seed=0, data_dir=cfg.data_dir, sample=cfg.sample_data)
+    lengths = {}
+    for d in DATASETS:
+        solutions = [p.long for p in load_problems(d, "train", **kw)]
+        lengths[d] = np.array([len(ids) for ids in tok(solutions, add_special_tokens=False)["input_ids"]])
+    fits = f"fits in {cfg.max_completion_length}"
+    table = pd.DataFrame.from_dict(
+        {d: {"problems": len(n), "mean": n.mean(), "median": np.median(n),
+             "95th percentile": np.percentile(n, 95), fits: (n <= cfg.max_completion_length).mean()}
+         for d, n in lengths.items()}, orient="index")
+    values: dict[str, Any] = {}
+    for d, n in lengths.items():
+        values |= {f"p95_{d}": int(np.percentile(n, 95)), f"median_{d}": int(np.median(n)),
+                   f"fit_{d}": float((n <= cfg.max_completion_length).mean())}
+    return table, values
+
+
+METRICS = ["acc_greedy", "len_mean_greedy", "frac_long_greedy"]
+
+
+def _mean_metrics(frame: pd.DataFrame) -> pd.Series:
+    return frame[frame.metric.isin(METRICS)].groupby("metric").value.mean().reindex(METRICS)
+
+
+def last_steps(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of each GRPO run's last step (earlier than rl_iters if it stopped early)."""
+    return frame[frame.step == frame.groupby(["experiment", "seed", "branch_step"]).step.transform("max")]
+
+
+def sft_grpo_table(df: pd.DataFrame, cfg: GSM8KMathConfig) -> pd.DataFrame:
+    """Per dataset and SFT epoch (0: before SFT): :data:`METRICS` after SFT and, from each
+    checkpoint, at the end of GRPO (means over seeds)."""
+    sft, rl = df[df.phase == "sft"], df[df.phase == "rl"]
+    table = []
+    for d in cfg.datasets:
+        for epoch in [0, *cfg.sft_checkpoints]:
+            before = _mean_metrics(sft[(sft.experiment == d) & (sft.step == epoch)])
+            row = {"dataset": d, "SFT epoch": epoch, **{f"{m} (SFT)": before[m] for m in METRICS}}
+            if epoch > 0:
+                after = _mean_metrics(last_steps(rl[(rl.experiment == d) & (rl.branch_step == epoch)]))
+                row.update({f"{m} (after GRPO)": after[m] for m in METRICS})
+            table.append(row)
+    return pd.DataFrame(table).set_index(["dataset", "SFT epoch"])
+
+
+def sft_grpo_values(table: pd.DataFrame, cfg: GSM8KMathConfig) -> dict[str, Any]:
+    """The numbers the text quotes from :func:`sft_grpo_table`: per dataset (NaN for one this run
+    skipped) each metric before SFT, after the last SFT epoch and after GRPO from it."""
+    last = cfg.sft_checkpoints[-1]
+    out: dict[str, Any] = {"last_epoch": last, "grpo_sequences": cfg.rl_iters * cfg.rl_batch}
+    for d in DATASETS:
+        ran = d in cfg.datasets
+        for m, short in [("acc_greedy", "acc"), ("len_mean_greedy", "len"), ("frac_long_greedy", "long")]:
+            for key, row, col in (("init", 0, "SFT"), ("sft", last, "SFT"), ("rl", last, "after GRPO")):
+                out[f"{short}_{key}_{d}"] = float(table.loc[(d, row), f"{m} ({col})"]) if ran else math.nan
+    return out
+
+
+SIGNAL = ["reward_mean", "frac_reward_zero_std"]
+
+
+def signal_table(df: pd.DataFrame) -> pd.DataFrame:
+    """GRPO's reward signal per step: the mean reward and the fraction of groups without reward
+    variance, per dataset and branch."""
+    signal = df[(df.phase == "rl") & df.metric.isin(SIGNAL)]
+    return signal.pivot_table(index="step", columns=["experiment", "metric", "branch_step"],
+                              values="value").rename(columns=int, level=2)
+
+
+def signal_values(df: pd.DataFrame) -> dict[str, Any]:
+    """Per dataset: the mean reward, the fraction of groups without variance, the fraction of
+    training prompts the checkpoints solved (the pre-pass) and how each GRPO run ended."""
+    signal = df[(df.phase == "rl") & df.metric.isin(SIGNAL)]
+    ends = last_steps(df[df.phase == "rl"])
+    stars = df[(df.phase == "sft") & (df.step > 0)]
+    out: dict[str, Any] = {}
+    for d in DATASETS:
+        sig, end = signal[signal.experiment == d], ends[ends.experiment == d]
+        stopped = end[end.metric == "stopped_early"]
+        out[f"reward_mean_{d}"] = float(sig[sig.metric == "reward_mean"].value.mean())
+        out[f"zero_std_{d}"] = float(sig[sig.metric == "frac_reward_zero_std"].value.mean())
+        out[f"prepass_{d}"] = float(stars[(stars.experiment == d)
+                                          & (stars.metric == "prepass_solved")].value.mean())
+        out[f"stop_{d}"] = ", ".join(
+            f"{'stopped early after' if row.value else 'ran all'} {row.step:.0f} steps (seed {row.seed:.0f}, "
+            f"epoch {row.branch_step:.0f})" for row in stopped.itertuples()) or "did not run"
+    return out
+
+
+FORMATS = ["acc_sample_long", "n_sample_long", "acc_sample_short", "n_sample_short"]
+
+
+def formats_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset and SFT checkpoint: how often the long and the short answers sampled at T = 1
+    are right, and how many there were (pooled over seeds)."""
+    stars = df[(df.phase == "sft") & (df.step > 0)]
+    w = stars[stars.metric.isin(FORMATS)].pivot_table(index=["experiment", "step", "seed"], columns="metric",
+                                                      values="value", dropna=False).reindex(columns=FORMATS)
+    pooled = {}
+    for (d, epoch), g in w.groupby(level=["experiment", "step"]):
+        row = {}
+        for f in ("long", "short"):
+            n, acc = g[f"n_sample_{f}"].sum(), g[f"acc_sample_{f}"].fillna(0)
+            row[f"{f}: right"] = (acc * g[f"n_sample_{f}"]).sum() / n if n else math.nan
+            row[f"{f}: count"] = int(n)
+        pooled[d, epoch] = row
+    return pd.DataFrame.from_dict(pooled, orient="index").rename_axis(["dataset", "SFT epoch"])
+
+
+def formats_values(formats: pd.DataFrame, cfg: GSM8KMathConfig) -> dict[str, Any]:
+    """Per dataset at the last SFT checkpoint: :func:`formats_table`'s numbers and whether long
+    answers are more often right than short ones, in words."""
+    last, out = cfg.sft_checkpoints[-1], {}
+    for d in DATASETS:
+        row = formats.loc[(d, last)] if (d, last) in formats.index else None
+        for f in ("long", "short"):
+            out[f"acc_s{f}_{d}"] = float(row[f"{f}: right"]) if row is not None else math.nan
+            out[f"n_s{f}_{d}"] = int(row[f"{f}: count"]) if row is not None else 0
+        if row is None or not (row["long: count"] and row["short: count"]):
+            out[f"formats_{d}"] = "not comparable with short ones (one format was never sampled)"
+        else:
+            better = row["long: right"] > row["short: right"]
+            out[f"formats_{d}"] = f"{'' if better else 'not '}more often right than short ones"
     return out
 
 

@@ -378,6 +378,93 @@ def rows(cfg: LinearTheoryConfig, done: Done) -> list[dict]:
     return parts["threshold"] + parts["rl"] + parts["cost"] + summary_rows(cfg, *experiments(done))
 
 
+
+# --- what the notebook shows ---------------------------------------------------------------------
+def final_means(thr: pd.DataFrame) -> pd.DataFrame:
+    """Experiment 1 at the end of pre-training: every metric per p_cot (mean over seeds)."""
+    last = thr[thr.step == thr.step.max()]
+    final = last.pivot_table(index=["p_cot", "seed"], columns="metric", values="value").reset_index()
+    return final.groupby("p_cot").mean(numeric_only=True)
+
+
+def threshold_values(thr: pd.DataFrame, df: pd.DataFrame) -> dict[str, float]:
+    """The numbers the text quotes on experiment 1: the 75% crossing (as in metrics.csv), the
+    largest calibration error, the greedy accuracy well below the threshold and at the top."""
+    mean = final_means(thr)
+    return {"threshold_estimate": float(_metric(df, "threshold_estimate").iloc[0]),
+            "calib_err": float((mean["frac_long_sample"] - mean.index).abs().max()),
+            "acc_low": float(mean.loc[mean.index <= 0.3, "acc_greedy"].mean()),  # well below 1/3
+            "acc_top": float(mean["acc_greedy"].iloc[-1])}
+
+
+def star_long_table(rl: pd.DataFrame, rounds: int = 5) -> pd.DataFrame:
+    """STaR's long fraction and the recursion per round (rows, up to ``rounds``) and p_cot (mean
+    over seeds)."""
+    star = rl[rl.method == "star"]
+    fl = star[star.metric == "frac_long_sample"].groupby(["p_cot", "step"]).value.mean()
+    pred = star[star.metric == "frac_long_predicted"].groupby(["p_cot", "step"]).value.mean()
+    table = pd.DataFrame({"measured": fl, "recursion": pred}).unstack(0)
+    return table[table.index <= rounds]
+
+
+def rounds_values(rl: pd.DataFrame, df: pd.DataFrame, cfg: LinearTheoryConfig) -> dict[str, float]:
+    """The numbers the text quotes on experiment 2: the slope of STaR's rounds against
+    log2((1-p)/p) (p_cot where every seed succeeded, at least two), its gap to the recursion (as
+    in metrics.csv) and the fewest and most rounds it needed (mean over seeds)."""
+    star = rounds_to_success(rl, cfg.rl_rounds)
+    star = star[star.method == "star"].groupby("p_cot").agg(rounds=("rounds", "mean"),
+                                                            censored=("censored", "any"))
+    fit = star[~star.censored]
+    slope = (float(np.polyfit(np.log2((1 - fit.index) / fit.index), fit.rounds, 1)[0])
+             if len(fit) >= 2 else np.nan)
+    return {"rounds_slope": slope,
+            "star_dev3": float(_metric(df, "star_max_dev_rounds_1_3").iloc[0]),
+            "star_rounds_min": float(star.rounds.min()) if len(star) else np.nan,
+            "star_rounds_max": float(star.rounds.max()) if len(star) else np.nan}
+
+
+def rounds_table(rl: pd.DataFrame, cfg: LinearTheoryConfig) -> pd.DataFrame:
+    """Rounds to greedy accuracy >= :data:`SUCCESS` and the censored fraction per method and
+    p_cot (mean over seeds)."""
+    return rounds_to_success(rl, cfg.rl_rounds).groupby(["method", "p_cot"])[["rounds", "censored"]].mean()
+
+
+def cost_wide(cost: pd.DataFrame) -> pd.DataFrame:
+    """Experiment 3, one column per metric (columns experiment, p_cot, d, seed, ...)."""
+    return cost.pivot_table(index=["experiment", "p_cot", "d", "seed"], columns="metric",
+                            values="value").reset_index()
+
+
+def censored_ds(cost: pd.DataFrame) -> list[int]:
+    """The d where p_cot = 2^-d failed on every seed."""
+    cens = cost_wide(cost)
+    cens = cens[cens.experiment == "cost p_cot=2^-d"].groupby("d").censored.mean()
+    return [int(v) for v in cens[cens == 1].index]
+
+
+def cost_report(cost: pd.DataFrame) -> str:
+    """The log-log slopes and where p_cot = 2^-d always failed, one line each."""
+    lines = [f"log-log slope of total cost vs d for p_cot = {name}: {s:.2f}"
+             for name, s in cost_slopes(cost).items()]
+    return "\n".join([*lines, f"p_cot = 2^-d censored (every seed) at d = {censored_ds(cost)}"])
+
+
+def cost_values(cost: pd.DataFrame) -> dict[str, Any]:
+    """The numbers the text quotes on experiment 3: both slopes, and the 2^-d failure in words."""
+    slopes, cens = cost_slopes(cost), censored_ds(cost)
+    return {"slope_1_d": slopes.get("1/d", np.nan), "slope_1_d2": slopes.get("1/d^2", np.nan),
+            "exp_sentence": f"With p_cot = 2^-d every seed fails from d = {cens[0]} on (within our one "
+            "budget): the model sees almost no long demonstration, and even a round of 2^15 samples "
+            "draws no correct long response to reinforce." if cens else
+            "With p_cot = 2^-d some seed succeeded at every d we ran."}
+
+
+def cost_table(cost: pd.DataFrame) -> pd.DataFrame:
+    """Per schedule and d, the cost's parts and the censored fraction (mean over seeds)."""
+    cols = ["pretrain_sequences", "samples_per_round", "rl_rounds_to_success", "total_cost", "censored"]
+    return cost_wide(cost).groupby(["experiment", "d"])[cols].mean()
+
+
 # --- claims (paper.md sec. 2-3: Theorems 1 and 2) -------------------------------------------------
 def _metric(df: pd.DataFrame, metric: str) -> pd.Series:
     return df[df.metric == metric].value

@@ -14,10 +14,12 @@ import dataclasses
 from typing import Any, ClassVar
 
 import pandas as pd
+import torch
 
 from rlntp.chapter import Chapter, Done
 from rlntp.claims import Claim, Result, fmt
-from rlntp.config import ExperimentConfig, ModelPart, NTPPart, RLLoopPart, param, require
+from rlntp.config import REPO, ExperimentConfig, ModelPart, NTPPart, RLLoopPart, param, require
+from rlntp.data import multiplication as mul
 from rlntp.data.multiplication import MAX_DIGITS, MultiplicationTask
 from rlntp.experiments import runs
 from rlntp.experiments.parity_pretrain import CHAIN
@@ -178,6 +180,104 @@ def too_early(outcome: pd.DataFrame, cfg: MultiplicationConfig) -> pd.Series | N
     hit = outcome[(outcome.rl_len_mean_greedy - outcome.ckpt_len_mean_greedy >= rise)
                   & (outcome.rl_acc_greedy < 0.5)] if not outcome.empty else outcome
     return None if hit.empty else hit.iloc[0].rename(hit.index[0])
+
+
+
+# --- what the notebook shows ---------------------------------------------------------------------
+EXAMPLE = (2365, 4374)  # the worked example of the formats figure (4 x 4 digits)
+
+
+def example_rows() -> dict[str, list[int]]:
+    """The tokens of :data:`EXAMPLE`: prompt, then the long or the short response, then EOS."""
+    a, b = EXAMPLE
+    prompt = mul.prompt(a, b, 4)
+    return {"long": prompt + mul.long_response(a, b, 4) + [mul.EOS],
+            "short": prompt + mul.short_response(a, b, 4) + [mul.EOS]}
+
+
+def example_text() -> str:
+    """:func:`example_rows` as text, one line each."""
+    task = MultiplicationTask(4, 0.25)
+    return "\n".join(f"{name:>5}: {task.format(torch.tensor(toks))}" for name, toks in example_rows().items())
+
+
+def task_line(cfg: MultiplicationConfig) -> str:
+    """The task's size in words: digits and token counts."""
+    task = cfg.task
+    return (f"task: {task.digits} x {task.digits} digits, prompt {task.prompt_len} tokens, "
+            f"long response {task.long_len} tokens, short {task.short_len} (before EOS)")
+
+
+def setup_sentence(cfg: MultiplicationConfig) -> str:
+    """The runs of this chapter in words, with this preset's values."""
+    return (f"One GPT per seed ({len(cfg.seeds)} seeds; {cfg.n_layer} layers of width {cfg.n_embd}) is "
+            f"trained online for {cfg.pretrain_iters} iterations of {cfg.pretrain_batch_size} fresh problems "
+            f"(AdamW at {cfg.pretrain_learning_rate:g} with a linear warm-up and a cosine decay: our "
+            f"choices), keeping a checkpoint every {cfg.ckpt_every} iterations. From the checkpoints at "
+            f"steps {', '.join(map(str, cfg.branch_steps))}, {' and '.join(m.upper() for m in cfg.methods)} "
+            f"with the {'end-to-end' if cfg.reward == 'e2e' else 'chain-of-thought'} reward samples "
+            f"{cfg.num_generations} responses for each of {cfg.prompts_per_iter} fresh problems per "
+            f"iteration at temperature {cfg.temperature:g}, for at most {cfg.rl_iters} iterations "
+            f"(learning rate {cfg.learning_rate:g}); a run stops once its greedy accuracy has been at "
+            f"least {cfg.stop_acc:g} at {cfg.stop_after} evaluations in a row, and its last value is "
+            f"carried forward in the figure. Every run is evaluated on the same {cfg.eval_size} test "
+            "problems of its seed, greedily and at temperature 1.")
+
+
+def run_counts(df: pd.DataFrame) -> str:
+    """How many pre-training and RL runs the metrics hold."""
+    rl = df[df.phase == "rl"]
+    return (f"{df[df.phase == 'pretrain'].seed.nunique()} pre-training runs, "
+            f"{len(rl.groupby(['method', 'branch_step', 'seed']))} RL runs")
+
+
+def sentences(df: pd.DataFrame, cfg: MultiplicationConfig) -> dict[str, str]:
+    """The outcomes in words: the last checkpoint (``pretrain_sentence``), GRPO from it against
+    pre-training alone (``rl_sentence``) and RL started too early (``early_sentence``)."""
+    task, main = cfg.task, max(cfg.branch_steps)
+    ck = at_branches(df, cfg).loc[main]
+    outcome = rl_outcomes(df, cfg)
+    out = {"pretrain_sentence": (
+        f"After {main} pre-training iterations at p_cot = {cfg.p_cot:g}, the model samples a long "
+        f"answer {ck.frac_long_sample:.2f} of the time at temperature 1, and its sampled long answers "
+        f"are right {ck.get('acc_sample_long', float('nan')):.2f} of the time, its short ones "
+        f"{ck.get('acc_sample_short', float('nan')):.2f}. Greedy decoding answers with median length "
+        f"{ck.len_median_greedy:.0f} (the short format has {task.short_len} tokens, the long "
+        f"{task.long_len}) and is right {ck.acc_greedy:.2f} of the time.")}
+    if main in outcome.index:
+        o = outcome.loc[main]
+        out["rl_sentence"] = (
+            f"GRPO from that checkpoint takes greedy accuracy to {o.rl_acc_greedy:.2f} and the mean "
+            f"greedy length to {o.rl_len_mean_greedy:.1f} tokens within {o.rl_sequences} generated "
+            f"sequences, while pre-training alone over as many further sequences is at "
+            f"{o.alone_acc_greedy:.2f}.")
+    else:
+        out["rl_sentence"] = "No GRPO run started from the last branch step with these parameters."
+    early = too_early(outcome, cfg)
+    out["early_sentence"] = (
+        "No branch shows the too-early case (length up by half the gap between the formats, accuracy "
+        "below 0.5)." if early is None else
+        f"From the checkpoint at step {early.name}, where sampled long answers are right only "
+        f"{early.ckpt_acc_sample_long:.2f} of the time, GRPO raises the mean greedy length from "
+        f"{early.ckpt_len_mean_greedy:.1f} to {early.rl_len_mean_greedy:.1f} tokens but greedy accuracy "
+        f"only to {early.rl_acc_greedy:.2f}: the paper's case of RL started too early.")
+    return out
+
+
+def paper_results() -> tuple[str, pd.DataFrame | None]:
+    """The committed results of the ``paper`` preset (results/paper/04_multiplication), if any: a
+    sentence on where and when they ran, and greedy accuracy and length per phase and branch."""
+    gpu = REPO / "results" / "paper" / "04_multiplication"
+    if not ((gpu / "metrics.csv").exists() and (gpu / "config.json").exists()):
+        return ("No run of the paper preset (5 x 5 digits, GPT-2 small's shape, on a GPU) is committed "
+                "under results/paper/04_multiplication yet: this chapter shows the cpu scale only."), None
+    info = pd.read_json(gpu / "config.json", typ="series")
+    gpu_df = pd.read_csv(gpu / "metrics.csv")
+    table = gpu_df[gpu_df.metric.isin(["acc_greedy", "len_mean_greedy"])].groupby(
+        ["phase", "branch_step", "metric"]).value.last().unstack()
+    return (f"Committed results of the paper preset, from {info.get('device')} at commit "
+            f"{str(info.get('git_commit'))[:10]} ({info.get('finished_at')}, {info.get('wall_time_s')} s):"
+            ), table
 
 
 # --- claims (paper.md sec. 5) -------------------------------------------------------------------

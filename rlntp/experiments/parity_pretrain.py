@@ -162,6 +162,62 @@ def leap_lowers_threshold(df: pd.DataFrame, cfg: Any) -> Result:
     return Result(text, bool((acc >= LEARNED).any()))
 
 
+
+# --- what the notebook shows ---------------------------------------------------------------------
+SUMMARY = ["acc_greedy", "acc_sample", "len_median_greedy", "frac_long_sample", "acc_sample_long"]
+
+
+def summary(df: pd.DataFrame) -> pd.DataFrame:
+    """The final evaluation of the main sweep per p_cot (median over seeds)."""
+    return final(df).groupby("p_cot")[SUMMARY].median()
+
+
+def leap_table(df: pd.DataFrame, cfg: ParityPretrainConfig) -> pd.DataFrame:
+    """Per p_cot of the leap-k runs: their final greedy accuracy and how often their sampled long
+    answers are right, beside the plain chain's greedy accuracy (medians over seeds)."""
+    leap = df[df.experiment.str.contains("leap")]
+    end = leap[leap.step == leap.step.max()].pivot_table(index="p_cot", columns="metric",
+                                                         values="value", aggfunc="median")
+    return pd.DataFrame({
+        f"leap-{cfg.leap_step}: greedy accuracy": end.get("acc_greedy"),
+        f"leap-{cfg.leap_step}: sampled long answers right": end.get("acc_sample_long"),
+        "plain chain: greedy accuracy": summary(df)["acc_greedy"],
+    }).loc[sorted(end.index)]
+
+
+def _ps(frame: pd.DataFrame) -> str:
+    return ", ".join(f"{p:g}" for p in frame.index)
+
+
+def threshold_sentence(df: pd.DataFrame, cfg: ParityPretrainConfig) -> str:
+    """Both sides of 1/3 in words: greedy accuracy and length, calibration and chain below it
+    (and, closest to it, how often greedy went long against the argument's margin); accuracy
+    above it."""
+    table, end = summary(df), final(df)
+    below, above = table[table.index < 1 / 3], table[table.index > 1 / 3]
+    parts = []
+    if not below.empty:
+        parts.append(
+            f"Below the threshold (p_cot = {_ps(below)}) the final greedy accuracy is at most "
+            f"{below.acc_greedy.max():.2f} (chance is 0.5), the median greedy response has length "
+            f"{below.len_median_greedy.max():.0f}, the sampled long fraction is within "
+            f"{(below.frac_long_sample - below.index).abs().max():.3f} of p_cot, and sampled long "
+            f"answers are right at least {below.acc_sample_long.min():.2f} of the time (how well "
+            "the model knows the chain).")
+        p_near = below.index.max()  # closest below 1/3: how often greedy went long, against the margin
+        long_near = end[end.p_cot == p_near].frac_long_greedy.median()
+        parts.append(f"Closest to the threshold, at p_cot = {p_near:g}, greedy decoding answers long on "
+                     f"{long_near:.0%} of the test prompts (median over seeds)" + (
+                         ". There the argument's margin between stopping and continuing after the first "
+                         f"token is (1-3p)/(1+p) = {(1 - 3 * p_near) / (1 + p_near):.3f}: a model whose "
+                         "probabilities are off by half of that on a prompt answers long on it."
+                         if long_near > 0 else "."))
+    if not above.empty:
+        parts.append(f"Above it (p_cot = {_ps(above)}) the final greedy accuracy is at least "
+                     f"{above.acc_greedy.min():.2f}.")
+    return " ".join(parts) or "These parameters have no p_cot on either side of 1/3."
+
+
 TRANSFORMER = "GPT from scratch, d = 50, depth 2-8, width 128-256, 3 seeds"
 CHAPTER = Chapter(ParityPretrainConfig, rows, stages, claims=(
     Claim("ntp_chance", "2", "Below p_cot = 1/3, next-token prediction alone stays at chance under "
