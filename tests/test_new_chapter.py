@@ -15,13 +15,12 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _copy(dst: Path) -> Path:
-    """The parts of the repository a chapter touches: the package, notebooks, book, test setup."""
+    """The parts of the repository a chapter touches: the package, notebooks, book, tests."""
     skip = shutil.ignore_patterns("__pycache__", "_build", "_generated", "*.ipynb_checkpoints")
     shutil.copytree(REPO / "rlntp", dst / "rlntp", ignore=skip)
     shutil.copytree(REPO / "notebooks", dst / "notebooks", ignore=skip)
     shutil.copytree(REPO / "book", dst / "book", ignore=shutil.ignore_patterns("_build", "chapters"))
-    (dst / "tests").mkdir()
-    shutil.copy(REPO / "tests" / "conftest.py", dst / "tests")
+    shutil.copytree(REPO / "tests", dst / "tests", ignore=shutil.ignore_patterns("__pycache__", "artifacts"))
     shutil.copy(REPO / "pyproject.toml", dst)
     return dst
 
