@@ -11,6 +11,8 @@ batches; RL and evaluation ask it for prompts, then to judge the responses a mod
   derives from it and writes its prompts, its two reference responses, ``correct`` and ``format``.
 - :func:`assemble_batch`, :func:`matches_reference`: the batch layout and the ``cot`` check.
 - :func:`final_token`, :func:`ended`, :func:`response_lengths`: helpers every task shares.
+- :class:`TaskEntry`: a task as ``python -m rlntp.data`` offers it; a task module declares one as
+  ``TASK`` and :data:`rlntp.data.TASKS` finds it.
 
 Rewards (``REWARDS``), 1.0 or 0.0 per response, never for a truncated one (no EOS):
 
@@ -23,7 +25,8 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -219,3 +222,30 @@ def check_reward_kind(kind: str) -> None:
 def check_p_cot(p_cot: float) -> None:
     if not 0.0 <= p_cot <= 1.0:
         raise ValueError(f"p_cot={p_cot}: need 0 <= p_cot <= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+    """One argument of a task's constructor, as the command line offers it (``--NAME``)."""
+
+    type: Callable[[str], Any]
+    default: Any
+    help: str
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskEntry:
+    """A synthetic task as ``python -m rlntp.data NAME`` offers it: its name, its constructor,
+    what it is, and its arguments by name."""
+
+    name: str
+    make: Callable[..., Task]
+    help: str
+    params: dict[str, Param]
+
+    def build(self, **values: Any) -> Task:
+        """The task with these arguments, the others at their defaults."""
+        return self.make(**{name: p.default for name, p in self.params.items()} | values)
+
+
+P_COT = Param(float, 0.5, "fraction of long demonstrations")

@@ -1,49 +1,31 @@
-"""Data generators: the synthetic tasks (``parity``, ``multiplication``, listed in :data:`TASKS`)
-and the text datasets (``math_text``)."""
+"""Data generators: the synthetic tasks (listed in :data:`TASKS`) and the text datasets
+(``math_text``).
+
+Every module of this package that declares ``TASK = TaskEntry(...)`` (:class:`rlntp.task.TaskEntry`)
+is a task of :data:`TASKS`: ``python -m rlntp.data NAME`` prints its examples and the protocol
+tests check it. Nothing to register by hand.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
-from typing import Any
+import importlib
+import pkgutil
 
-from rlntp.data.multiplication import MAX_DIGITS, MultiplicationTask
-from rlntp.data.parity import ParityTask
-from rlntp.task import Task
+from rlntp.task import P_COT, Param, TaskEntry
 
-
-@dataclasses.dataclass(frozen=True)
-class Param:
-    """One argument of a task's constructor, as the command line offers it (``--NAME``)."""
-
-    type: Callable[[str], Any]
-    default: Any
-    help: str
+__all__ = ["P_COT", "TASKS", "Param", "TaskEntry", "tasks"]
 
 
-@dataclasses.dataclass(frozen=True)
-class TaskEntry:
-    """A synthetic task: its constructor, what it is, and its arguments by name."""
+def tasks() -> dict[str, TaskEntry]:
+    """Every task of this package by its command name, in module-name order."""
+    found = {}
+    for info in pkgutil.iter_modules(__path__):
+        if info.name.startswith("_"):  # __main__, the command line
+            continue
+        entry = getattr(importlib.import_module(f"{__name__}.{info.name}"), "TASK", None)
+        if isinstance(entry, TaskEntry):
+            found[entry.name] = entry
+    return found
 
-    make: Callable[..., Task]
-    help: str
-    params: dict[str, Param]
 
-    def build(self, **values: Any) -> Task:
-        """The task with these arguments, the others at their defaults."""
-        return self.make(**{name: p.default for name, p in self.params.items()} | values)
-
-
-P_COT = Param(float, 0.5, "fraction of long demonstrations")
-
-TASKS: dict[str, TaskEntry] = {
-    "parity": TaskEntry(ParityTask, "the parity mixture D(p_cot), one example per line", {
-        "d": Param(int, 6, "number of input bits (>= 2)"),
-        "p_cot": P_COT,
-        "chain_step": Param(int, 1, "leap-k chain: every k-th parity"),
-    }),
-    "mult": TaskEntry(MultiplicationTask, "n x n digit multiplication (Deng et al. format), one per line", {
-        "digits": Param(int, 4, f"digits per operand (1..{MAX_DIGITS})"),
-        "p_cot": P_COT,
-    }),
-}
+TASKS: dict[str, TaskEntry] = tasks()

@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import torch
 
-from rlntp.task import MixtureTask, check_p_cot
+from rlntp.task import P_COT, MixtureTask, Param, TaskEntry, check_p_cot
 
 MUL, SEP, PLUS, LPAR, RPAR, ANS, EOS, PAD = range(10, 18)
 VOCAB_SIZE = 18
@@ -203,3 +203,10 @@ class MultiplicationTask(MixtureTask):
             s = SYMBOLS[t]
             out += s if not out or s == "||" or out.endswith("||") else " " + s
         return out
+
+
+TASK = TaskEntry("mult", MultiplicationTask,
+                 "n x n digit multiplication (Deng et al. format), one per line", {
+    "digits": Param(int, 4, f"digits per operand (1..{MAX_DIGITS})"),
+    "p_cot": P_COT,
+})

@@ -26,7 +26,7 @@ import dataclasses
 
 import torch
 
-from rlntp.task import MixtureTask, check_p_cot, final_token
+from rlntp.task import P_COT, MixtureTask, Param, TaskEntry, check_p_cot, final_token
 
 EOS = 2
 VOCAB_SIZE = 3
@@ -106,3 +106,10 @@ class ParityTask(MixtureTask):
         resp = resp[: resp.index(EOS) + 1] if EOS in resp else resp
         show = {0: "0", 1: "1", EOS: "<eos>"}
         return " ".join(show[t] for t in toks[: self.d]) + " | " + " ".join(show[t] for t in resp)
+
+
+TASK = TaskEntry("parity", ParityTask, "the parity mixture D(p_cot), one example per line", {
+    "d": Param(int, 6, "number of input bits (>= 2)"),
+    "p_cot": P_COT,
+    "chain_step": Param(int, 1, "leap-k chain: every k-th parity"),
+})
