@@ -128,21 +128,54 @@ def test_readme_block_is_rewritten_in_place(tmp_path):
 def test_gpu_paper_tiny_runs_on_cpu(tmp_path, flag):
     out = tmp_path / "gpu"
     proc = subprocess.run([sys.executable, str(BENCH / "gpu_paper.py"), flag, "--budget-s", "20",
-                           "--out", str(out)], capture_output=True, text=True, timeout=300, cwd=REPO)
+                           "--probe-steps", "2", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "projected paper preset" in proc.stdout
-    with open(out / "metrics.csv") as f:
-        rows = list(csv.DictReader(f))
-    assert tuple(rows[0]) == METRIC_COLUMNS
-    assert {r["phase"] for r in rows} == {"pretrain", "rl"}
-    info = json.loads((out / "config.json").read_text())
-    assert {"device", "finished_at", "git_commit", "wall_time_s", "benchmark"} <= set(info)
-    assert info["benchmark"]["projected_paper_preset"]["total_s"] > 0
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.csv"]  # no checkpoints left
+    assert sorted(p.name for p in out.iterdir()) == ["01_parity_pretraining", "04_multiplication"]
+    for chapter, experiments in (("01_parity_pretraining", {"parity_pretrain", "parity_rl"}),
+                                 ("04_multiplication", {"multiplication"})):
+        assert f"measured vs projected ({chapter}" in proc.stdout
+        with open(out / chapter / "metrics.csv") as f:
+            rows = list(csv.DictReader(f))
+        assert tuple(rows[0]) == METRIC_COLUMNS
+        assert {r["phase"] for r in rows} == {"pretrain", "rl"}
+        assert {r["experiment"] for r in rows} == experiments
+        metrics = {(r["phase"], r["metric"]) for r in rows}
+        # what train_ntp and train_rl log, the loss and the rollout statistics included
+        assert {("pretrain", "loss"), ("pretrain", "acc_greedy"), ("rl", "reward_mean"),
+                ("rl", "loss")} <= metrics
+        info = json.loads((out / chapter / "config.json").read_text())
+        keys = {"device", "finished_at", "git_commit", "wall_time_s", "torch_version", "benchmark"}
+        assert keys <= set(info)
+        bench = info["benchmark"]
+        assert bench["status"] == "done" and bench["chapter"] == chapter
+        assert bench["PROJECTION_paper_preset_s"]["total_s"] > 0
+        assert bench["pretrain_it_per_s"] > 0 and bench["projected_pretrain_it_per_s"] > 0
+        assert set(bench["precision_probe"]) == {"fp32", "bf16"}  # on the CPU: no TF32
+        # no checkpoints left
+        assert sorted(p.name for p in (out / chapter).iterdir()) == ["config.json", "metrics.csv"]
+    assert json.loads((out / "04_multiplication" / "config.json").read_text())["config"]["digits"] == 2
     # never papermill or trl (not available on the GPU machine)
     script = str(BENCH / "gpu_paper.py")
-    check = (f"import runpy, sys\nsys.argv = ['x', '--help']\ntry:\n    runpy.run_path({script!r}, "
+    check = (f"import runpy, sys\nsys.path.insert(0, {str(BENCH)!r})\nsys.argv = ['x', '--help']\n"
+             f"try:\n    runpy.run_path({script!r}, "
              "run_name='__main__')\nexcept SystemExit:\n    pass\n"
              "assert 'papermill' not in sys.modules and 'trl' not in sys.modules, 'imported'")
     proc = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_gpu_paper_probe_only_tiny(tmp_path):
+    out = tmp_path / "probe"
+    proc = subprocess.run([sys.executable, str(BENCH / "gpu_paper.py"), "--tiny", "--probe-only",
+                           "--probe-warmup", "1", "--probe-steps", "2", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for chapter in ("01_parity_pretraining", "04_multiplication"):
+        info = json.loads((out / chapter / "precision_probe.json").read_text())
+        probe = info["precision_probe"]
+        assert set(probe) == {"fp32", "bf16", "bf16_no_cudnn_attention", "bf16_weight_cache",
+                              "bf16_fixed_shapes"}  # on the CPU: no TF32
+        assert all(v["step_s"] > 0 for v in probe.values())
+        # autocast without its weight cache trains like fp32 (the cache kept the first step's weights)
+        assert abs(probe["bf16"]["loss"] - probe["fp32"]["loss"]) < 0.02
