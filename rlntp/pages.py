@@ -26,6 +26,17 @@ def _link(name: str) -> str:
     return f"{{doc}}`/chapters/{name}`"  # the chapter's own title
 
 
+def whole_preset(config_json: Path) -> bool:
+    """A committed run of a whole preset, not a few-minute benchmark at its shapes
+    (``benchmarks/gpu_paper.py`` marks those with ``benchmark`` in ``config.json``): only those
+    are timed as a preset or judged by the scorecard."""
+    try:
+        info = json.loads(config_json.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(info, dict) and "benchmark" not in info
+
+
 def measured_runs(names: list[str], runs_dir: Path) -> dict[tuple[str, str], dict[str, Any]]:
     """(chapter, preset) -> what its ``config.json`` says and where it lies; this build's runs
     first, committed results where this build has none."""
@@ -34,7 +45,7 @@ def measured_runs(names: list[str], runs_dir: Path) -> dict[tuple[str, str], dic
         for name in names:
             for preset in PRESET_NAMES:
                 path = root / preset / name / "config.json"
-                if (name, preset) in found or not path.is_file():
+                if (name, preset) in found or not path.is_file() or not whole_preset(path):
                     continue
                 try:
                     info = json.loads(path.read_text())
@@ -89,7 +100,8 @@ def scorecard_table(names: list[str], runs_dir: Path, preset: str) -> str:
     this build's run (``RUNS_DIR/PRESET``) measured, the criterion, the verdict and the figure;
     plus a column for the committed ``results/paper`` runs where there are any."""
     ours = scorecard({n: Path(runs_dir) / preset / n for n in names})
-    gpu_dirs = {n: RESULTS / "paper" / n for n in names if (RESULTS / "paper" / n / "metrics.csv").is_file()}
+    gpu_dirs = {n: RESULTS / "paper" / n for n in names if (RESULTS / "paper" / n / "metrics.csv").is_file()
+                and whole_preset(RESULTS / "paper" / n / "config.json")}
     gpu = scorecard(gpu_dirs) if gpu_dirs else None
     head = ["Claim (paper section; paper's scale)", f"Measured at `{preset}`", "Criterion", "Verdict"]
     head += ["`paper` preset (committed)"] if gpu is not None else []

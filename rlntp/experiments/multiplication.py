@@ -11,6 +11,7 @@ generated response.
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any, ClassVar
 
 import pandas as pd
@@ -271,13 +272,18 @@ def paper_results() -> tuple[str, pd.DataFrame | None]:
     if not ((gpu / "metrics.csv").exists() and (gpu / "config.json").exists()):
         return ("No run of the paper preset (5 x 5 digits, GPT-2 small's shape, on a GPU) is committed "
                 "under results/paper/04_multiplication yet: this chapter shows the cpu scale only."), None
-    info = pd.read_json(gpu / "config.json", typ="series")
+    info = json.loads((gpu / "config.json").read_text())
     gpu_df = pd.read_csv(gpu / "metrics.csv")
     table = gpu_df[gpu_df.metric.isin(["acc_greedy", "len_mean_greedy"])].groupby(
-        ["phase", "branch_step", "metric"]).value.last().unstack()
-    return (f"Committed results of the paper preset, from {info.get('device')} at commit "
-            f"{str(info.get('git_commit'))[:10]} ({info.get('finished_at')}, {info.get('wall_time_s')} s):"
-            ), table
+        ["phase", "branch_step", "metric"], dropna=False).value.last().unstack()
+    where = (f"{info.get('device_name') or info.get('device')} at commit {str(info.get('git_commit'))[:10]} "
+             f"({info.get('finished_at')}, {info.get('wall_time_s')} s)")
+    if "benchmark" in info:  # benchmarks/gpu_paper.py: the preset's shapes for a few minutes
+        done = int(gpu_df[gpu_df.phase == "pretrain"].step.max())
+        return (f"A few minutes at the paper preset's shapes are committed (not the preset: "
+                f"{done:,} of its {info['config']['pretrain_iters']:,} pre-training iterations, one "
+                f"seed; they measure speed and memory, results/paper/README.md), from {where}:"), table
+    return f"Committed results of the paper preset, from {where}:", table
 
 
 # --- claims (paper.md sec. 5) -------------------------------------------------------------------
