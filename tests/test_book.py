@@ -54,14 +54,14 @@ def test_scorecard_has_a_verdict_and_a_figure_link_for_every_claim(smoke_book):
 
     book_dir, _, index = smoke_book
     rows = (book_dir / "_generated" / "scorecard.md").read_text().splitlines()[2:]
-    claims = [c for _, c in every_claim()]
+    claims = every_claim()
     assert len(rows) == len(claims)
-    for claim, row in zip(claims, rows, strict=True):
+    for (_, claim), row in zip(claims, rows, strict=True):
         assert any(f"**{v}**" in row for v in VERDICTS), row
         assert f"<{claim.figure}>`" in row
     html = (index.parent / "scorecard.html").read_text()
-    for claim in claims:  # each figure link resolved to its chapter page
-        assert f'href="chapters/{claim.chapter}.html#{claim.figure}"' in html, claim.key
+    for chapter, claim in claims:  # each figure link resolved to its chapter page
+        assert f'href="chapters/{chapter}.html#{claim.figure}"' in html, claim.key
 
 
 def test_unchanged_chapter_is_skipped(smoke_book):

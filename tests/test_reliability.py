@@ -173,7 +173,8 @@ def test_hf_libraries_are_offline_and_quiet_from_their_import():
     code = ("import rlntp.llm.models, rlntp.llm.train\n"
             "import huggingface_hub.constants as h, datasets.config as d\n"
             "print(h.HF_HUB_OFFLINE, h.HF_HUB_DISABLE_TELEMETRY, d.HF_HUB_OFFLINE)")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "RLNTP_"))}
+    env = {k: v for k, v in os.environ.items()  # the tests' data folder stays (conftest.llm_data)
+           if not k.startswith(("HF_", "RLNTP_")) or k == "RLNTP_DATA_DIR"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
                          env=env, check=True)
     assert out.stdout.split() == ["True", "True", "True"]
@@ -275,7 +276,8 @@ def test_chapter5_smoke_runs_without_network(tmp_path):
         cmd = ["unshare", "-n", *cmd]
     else:
         print("unshare -n is not available here (needs root or user namespaces): socket guard only")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "RLNTP_"))}
+    env = {k: v for k, v in os.environ.items()  # the tests' data folder stays (conftest.llm_data)
+           if not k.startswith(("HF_", "RLNTP_")) or k == "RLNTP_DATA_DIR"}
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     assert (tmp_path / "out" / "metrics.csv").exists()
