@@ -55,5 +55,6 @@ def init_model(seed: int) -> None:
 
 
 def test_prompts(task, n: int, seed: int, device: str | torch.device = "cpu") -> torch.Tensor:
-    """The ``n`` fixed test prompts of ``seed`` for ``task`` (a :class:`rlntp.task.Task`)."""
-    return task.sample_prompts(n, generator("test_prompts", seed), device)
+    """The ``n`` fixed test prompts of ``seed`` for ``task`` (a :class:`rlntp.task.Task`), from
+    its held-out test split (never trained on)."""
+    return task.sample_prompts(n, generator("test_prompts", seed), device, split="test")

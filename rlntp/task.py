@@ -14,6 +14,11 @@ batches; RL and evaluation ask it for prompts, then to judge the responses a mod
 - :class:`TaskEntry`: a task as ``python -m rlntp.data`` offers it; a task module declares one as
   ``TASK`` and :data:`rlntp.data.TASKS` finds it.
 
+Held out by construction: every prompt belongs to one split, ``train`` or ``test``, by a fixed
+hash of its tokens (:func:`is_test`, one prompt in :data:`TEST_EVERY`). Training batches and RL
+prompts are drawn from ``train`` only, evaluation prompts from ``test`` only, so no test prompt
+is ever trained on, whatever the size of the prompt space.
+
 Rewards (``REWARDS``), 1.0 or 0.0 per response, never for a truncated one (no EOS):
 
 - ``e2e`` (end to end): the answer is right, whatever came before it.
@@ -31,6 +36,18 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 
 REWARDS = ("e2e", "cot")
+SPLITS = ("train", "test")
+TEST_EVERY = 8  # one prompt in 8 is a test prompt (1/8: a large test set at d = 16, 8,192 prompts)
+_PRIME = 2_147_483_647  # the prompt hash is a polynomial modulo this prime, then mixed
+
+
+def is_test(prompts: torch.Tensor) -> torch.Tensor:
+    """(N,) bool: the prompt (a row of token ids) is in the held-out test split. A fixed hash of
+    its tokens, the same on every machine, run and seed; small integers only (no overflow)."""
+    h = torch.zeros(len(prompts), dtype=torch.long, device=prompts.device)
+    for column in prompts.long().T:
+        h = (h * 1_000_003 + column + 1) % _PRIME
+    return (h * 2_654_435_761 % 2**32) // (2**32 // TEST_EVERY) == 0
 
 
 @dataclasses.dataclass
@@ -76,13 +93,13 @@ class Task(Protocol):
         ...
 
     def sample_batch(self, n: int, generator: torch.Generator,
-                     device: str | torch.device = "cpu") -> Batch:
-        """``n`` fresh demonstrations, long with probability ``p_cot`` (CPU generator)."""
+                     device: str | torch.device = "cpu", split: str = "train") -> Batch:
+        """``n`` fresh demonstrations of ``split``, long with probability ``p_cot`` (CPU generator)."""
         ...
 
     def sample_prompts(self, n: int, generator: torch.Generator,
-                       device: str | torch.device = "cpu") -> torch.Tensor:
-        """``n`` fresh prompts (n, prompt_len) int64 (CPU generator)."""
+                       device: str | torch.device = "cpu", split: str = "train") -> torch.Tensor:
+        """``n`` fresh prompts (n, prompt_len) int64 of ``split`` (CPU generator)."""
         ...
 
     def correct(self, prompts: torch.Tensor, responses: torch.Tensor, lengths: torch.Tensor
@@ -149,8 +166,9 @@ class MixtureTask(abc.ABC):
     """What every :class:`Task` shares, written once; a task derives from it (a frozen dataclass).
 
     The task gives ``p_cot``, ``vocab_size``, ``eos``, ``pad`` (the token after EOS in a batch),
-    ``prompt_len``, ``long_len``, ``short_len``, ``label``, :meth:`references`, and the methods
-    ``sample_prompts``, ``correct`` and ``format`` of :class:`Task`.
+    ``prompt_len``, ``long_len``, ``short_len``, ``label``, :meth:`draw_prompts` (uniform over
+    the whole prompt space), :meth:`references`, and the methods ``correct`` and ``format`` of
+    :class:`Task`.
     """
 
     p_cot: float
@@ -161,8 +179,29 @@ class MixtureTask(abc.ABC):
     short_len: int
 
     @abc.abstractmethod
+    def draw_prompts(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """``n`` prompts (n, prompt_len) int64 drawn from the whole prompt space, on the CPU."""
+
+    @abc.abstractmethod
     def references(self, prompts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The right long (N, long_len) and short (N, short_len) responses (no EOS) to prompts."""
+
+    def sample_prompts(self, n: int, generator: torch.Generator,
+                       device: str | torch.device = "cpu", split: str = "train") -> torch.Tensor:
+        """``n`` prompts of ``split`` (``train`` or ``test``, :func:`is_test`): draws of
+        :meth:`draw_prompts`, the other split's left out, in order; moved to ``device``."""
+        if split not in SPLITS:
+            raise ValueError(f"split={split!r}: allowed {SPLITS}")
+        kept, have, drawn = [], 0, 0
+        while have < n:
+            x = self.draw_prompts(2 * (n - have) + 16, generator)
+            x = x[is_test(x) == (split == "test")]
+            kept.append(x)
+            have, drawn = have + len(x), drawn + 2 * (n - have) + 16
+            if have == 0 and drawn > 100_000:
+                raise ValueError(f"{self.label}: no {split} prompt in {drawn:,} draws (the prompt "
+                                 "space is too small to split)")
+        return torch.cat(kept)[:n].to(device)
 
     @property
     def max_new_tokens(self) -> int:
@@ -173,10 +212,10 @@ class MixtureTask(abc.ABC):
         return self.prompt_len + self.long_len + 1
 
     def sample_batch(self, n: int, generator: torch.Generator,
-                     device: str | torch.device = "cpu") -> Batch:
-        """``n`` fresh demonstrations, long with probability ``p_cot``: drawn on the CPU generator
-        (the prompts, then which are long), moved to ``device``."""
-        prompts = self.sample_prompts(n, generator)
+                     device: str | torch.device = "cpu", split: str = "train") -> Batch:
+        """``n`` fresh demonstrations of ``split``, long with probability ``p_cot``: drawn on the
+        CPU generator (the prompts, then which are long), moved to ``device``."""
+        prompts = self.sample_prompts(n, generator, split=split)
         is_long = torch.rand(n, generator=generator) < self.p_cot
         return assemble_batch(prompts, *self.references(prompts), is_long, self.eos, self.pad).to(device)
 

@@ -106,3 +106,40 @@ def test_cli_prints_the_tasks_batch(capsys, name: str) -> None:
 
 def test_an_object_without_the_methods_is_not_a_task() -> None:
     assert not isinstance(object(), Task)
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_held_out_test_prompts_are_never_trained_on(name):
+    """Training batches and RL prompts come from the train split, evaluation prompts from the
+    test split (a fixed hash of the prompt): the two never share a prompt."""
+    from rlntp import seeds
+    from rlntp.task import TEST_EVERY, is_test
+
+    task = TASKS[name].build()
+    train = task.sample_batch(4096, torch.Generator().manual_seed(0)).tokens[:, :task.prompt_len]
+    rl = task.sample_prompts(1024, torch.Generator().manual_seed(1))
+    test = seeds.test_prompts(task, 1024, seed=0)
+    assert not is_test(train).any() and not is_test(rl).any() and is_test(test).all()
+    seen = set(map(tuple, torch.cat([train, rl]).tolist()))
+    assert seen.isdisjoint(map(tuple, test.tolist()))  # the overlap is zero
+    everything = task.draw_prompts(20_000, torch.Generator().manual_seed(2))
+    assert 0 < is_test(everything).float().mean().item() < 2 / TEST_EVERY  # small spaces vary
+
+
+@pytest.mark.parametrize("task", [parity.ParityTask(16, 0.1), multiplication.MultiplicationTask(3, 0.25)])
+def test_the_test_split_is_one_prompt_in_eight(task):
+    from rlntp.task import TEST_EVERY, is_test
+
+    everything = task.draw_prompts(50_000, torch.Generator().manual_seed(2))
+    assert abs(is_test(everything).float().mean().item() - 1 / TEST_EVERY) < 0.01
+
+
+def test_the_split_of_a_prompt_is_fixed_and_the_cli_prints_either(capsys):
+    from rlntp.task import is_test
+
+    x = torch.tensor([[0, 1, 1, 0, 1, 0], [1, 1, 1, 0, 0, 0]])
+    assert is_test(x).tolist() == is_test(x.clone()).tolist()  # a function of the tokens alone
+    main(["parity", "--d", "6", "--n", "5", "--split", "test"])
+    out = capsys.readouterr().out
+    prompts = torch.tensor([[int(t) for t in line.split(" | ")[0].split()] for line in out.splitlines()])
+    assert len(prompts) == 5 and is_test(prompts).all()

@@ -172,11 +172,10 @@ class MultiplicationTask(MixtureTask):
         n = self.digits
         return _value(prompts[:, :n]), _value(prompts[:, n + 1: 2 * n + 1])
 
-    def sample_prompts(self, n: int, generator: torch.Generator,
-                       device: str | torch.device = "cpu") -> torch.Tensor:
-        """``n`` fresh prompts (n, prompt_len) int64, operands uniform over n-digit numbers."""
+    def draw_prompts(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """``n`` prompts (n, prompt_len), operands uniform over n-digit numbers, any split."""
         a, b = torch.randint(10 ** (self.digits - 1), 10**self.digits, (2, n), generator=generator)
-        return _prompt(a, b, self.digits).to(device)
+        return _prompt(a, b, self.digits)
 
     def references(self, prompts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The long (N, long_len) and short (N, short_len) responses to prompts (N, prompt_len)."""

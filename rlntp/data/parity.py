@@ -84,10 +84,9 @@ class ParityTask(MixtureTask):
     def label(self) -> str:
         return f"d{self.d}-p{self.p_cot:g}-k{self.chain_step}"
 
-    def sample_prompts(self, n: int, generator: torch.Generator,
-                       device: str | torch.device = "cpu") -> torch.Tensor:
-        """``n`` fresh prompts (n, d) of uniform bits, int64 on ``device``."""
-        return torch.randint(0, 2, (n, self.d), generator=generator).to(device)
+    def draw_prompts(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """``n`` prompts (n, d) of uniform bits, any split."""
+        return torch.randint(0, 2, (n, self.d), generator=generator)
 
     def references(self, prompts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The chain (N, long_len) of prefix parities at ``chain_positions`` and the parity (N, 1)."""

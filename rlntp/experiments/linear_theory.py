@@ -139,7 +139,7 @@ def rl_samples_per_round(cfg: LinearTheoryConfig, p_cot: float) -> int:
 @torch.no_grad()
 def evaluate(W: torch.Tensor, d: int, n: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
     """Per-model test metrics (each (B,)) on n fresh prompts, greedy and at temperature 1."""
-    x = sample_prompts_batch(W.shape[0], n, d, gen)
+    x = sample_prompts_batch(W.shape[0], n, d, gen, split="test")
     greedy, sample = generate(W, x, 0.0, gen), generate(W, x, 1.0, gen)
     return {  # float64, so that e.g. 950/1000 >= SUCCESS here and in the saved metrics alike
         "acc_greedy": greedy.correct.double().mean(1),

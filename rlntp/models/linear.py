@@ -104,9 +104,11 @@ class Rollouts:
                         self.resp.gather(1, idx[..., None].expand(-1, -1, self.resp.shape[-1])))
 
 
-def sample_prompts_batch(n_models: int, n: int, d: int, gen: torch.Generator) -> torch.Tensor:
-    """Fresh uniform prompts (B, n, d), via :meth:`rlntp.data.parity.ParityTask.sample_prompts`."""
-    return ParityTask(d, 1.0).sample_prompts(n_models * n, gen).view(n_models, n, d)
+def sample_prompts_batch(n_models: int, n: int, d: int, gen: torch.Generator, split: str = "train"
+                         ) -> torch.Tensor:
+    """Fresh uniform prompts (B, n, d) of ``split`` (:meth:`rlntp.task.MixtureTask.sample_prompts`:
+    training never sees a test prompt)."""
+    return ParityTask(d, 1.0).sample_prompts(n_models * n, gen, split=split).view(n_models, n, d)
 
 
 def sample_mixture(p_cot: torch.Tensor, n: int, d: int, gen: torch.Generator) -> Rollouts:
