@@ -7,9 +7,12 @@ whether the claim holds, and, when it could not be decided, why. The chapters qu
 :func:`sentence` of these results and the scorecard page (:func:`rlntp.scorecard.scorecard`)
 lists all of them, so prose and page are decided by the same functions.
 
-Verdicts: ``reproduced`` (holds at the paper's preset), ``reproduced at a smaller scale`` (holds
-at ``smoke``/``cpu``), ``not reproduced`` (measured, and does not hold), ``not run`` (these
-parameters do not measure it, or a precondition failed; ``why`` says which).
+Verdicts (:data:`VERDICTS`): ``reproduced`` (holds at the paper preset with no scale parameter
+overridden), ``reproduced qualitatively, at a smaller scale`` (holds at any other scale),
+``not reproduced`` (measured, and does not hold), ``inconclusive`` (it ran, but a precondition
+failed or the run was too small to decide: the criterion measured something and says why it
+cannot decide), ``not run`` (these parameters do not measure it). Accuracies are judged with
+binomial confidence intervals (:func:`wilson`), not point values.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from typing import Any
 
 import pandas as pd
 
-VERDICTS = ("reproduced", "reproduced at a smaller scale", "not reproduced", "not run")
+REPRODUCED, SMALLER = "reproduced", "reproduced qualitatively, at a smaller scale"
+VERDICTS = (REPRODUCED, SMALLER, "not reproduced", "inconclusive", "not run")
+NOT_SCALE = {"device", "out_dir", "workers"}  # fields that do not change what a run measures
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,24 +40,48 @@ class Result:
 
 @dataclasses.dataclass(frozen=True)
 class Claim:
-    """One claim of the paper (``../shared/paper.md``), and how its chapter decides it."""
+    """One claim of the paper (the book's protocol page, ``book/protocol.md``), the paper's own
+    value and where it comes from (``paper``: e.g. "~50% (Fig. 2 right)", or "not in our
+    sources"), and how its chapter decides it. ``ours``: a claim of this study, not the paper's."""
 
     key: str
-    section: str  # of paper.md
+    section: str  # of the protocol page
     statement: str
     paper_scale: str
     criterion: str
     figure: str  # the label of the figure that shows it
     measure: Callable[[pd.DataFrame, Any], Result]
+    paper: str = "not in our sources"
+    ours: bool = False
 
 
-def verdict(result: Result, preset: str) -> str:
-    """The verdict of ``result`` measured at ``preset``."""
+def overridden(cfg: Any) -> list[str]:
+    """The scale parameters of ``cfg`` that differ from its preset's values (not device,
+    out_dir, workers)."""
+    from rlntp.params import resolve
+
+    preset = resolve(type(cfg), preset=cfg.preset, device=cfg.device)
+    return [f.name for f in dataclasses.fields(cfg) if f.name not in NOT_SCALE
+            and getattr(cfg, f.name) != getattr(preset, f.name)]
+
+
+def verdict(result: Result, cfg: Any) -> str:
+    """The verdict of ``result`` measured with config ``cfg``."""
     if result.holds is None:
-        return "not run"
+        return "inconclusive" if result.measured else "not run"
     if not result.holds:
         return "not reproduced"
-    return "reproduced" if preset == "paper" else "reproduced at a smaller scale"
+    return REPRODUCED if cfg.preset == "paper" and not overridden(cfg) else SMALLER
+
+
+def wilson(k: float, n: float, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval (95% by default) of a proportion: ``k`` successes in ``n``."""
+    if n <= 0:
+        return 0.0, 1.0
+    p, zz = k / n, z * z
+    mid = (p + zz / (2 * n)) / (1 + zz / n)
+    half = z * (p * (1 - p) / n + zz / (4 * n * n)) ** 0.5 / (1 + zz / n)
+    return max(0.0, mid - half), min(1.0, mid + half)
 
 
 def fmt(x: float | None, spec: str = ".2f") -> str:
@@ -66,10 +95,11 @@ def assess(claims: tuple[Claim, ...], df: pd.DataFrame, cfg: Any) -> pd.DataFram
     rows = []
     for c in claims:
         r = c.measure(df, cfg)
-        rows.append(dict(key=c.key, claim=c.statement, measured=r.measured, criterion=c.criterion,
-                         verdict=verdict(r, cfg.preset), why=r.why, figure=c.figure,
+        rows.append(dict(key=c.key, claim=c.statement + (" (ours)" if c.ours else ""),
+                         measured=r.measured, criterion=c.criterion, paper=c.paper,
+                         verdict=verdict(r, cfg), why=r.why, figure=c.figure,
                          scale=cfg.scale()))
-    columns = ["key", "claim", "measured", "criterion", "verdict", "why", "figure", "scale"]
+    columns = ["key", "claim", "measured", "criterion", "paper", "verdict", "why", "figure", "scale"]
     return pd.DataFrame(rows, columns=columns).set_index("key")
 
 
@@ -83,12 +113,18 @@ def sentence(table: pd.DataFrame) -> str:
     def names(keys: list[str]) -> str:
         return "; ".join(lower(table.claim[k]) for k in keys)
 
+    def with_why(keys: list[str]) -> str:
+        return "; ".join(f"{lower(table.claim[k])} ({table.why[k]})" for k in keys)
+
     parts = []
-    if by["reproduced"] or by["reproduced at a smaller scale"]:
-        parts.append(f"Reproduced here: {names(by['reproduced'] + by['reproduced at a smaller scale'])}.")
+    if by[REPRODUCED]:
+        parts.append(f"Reproduced at the paper's scale: {names(by[REPRODUCED])}.")
+    if by[SMALLER]:
+        parts.append(f"Reproduced qualitatively, at this smaller scale: {names(by[SMALLER])}.")
     if by["not reproduced"]:
         parts.append(f"Not reproduced at this preset: {names(by['not reproduced'])}.")
+    if by["inconclusive"]:
+        parts.append(f"Inconclusive at this preset: {with_why(by['inconclusive'])}.")
     if by["not run"]:
-        parts.append("Not decided by this run: " + "; ".join(
-            f"{lower(table.claim[k])} ({table.why[k]})" for k in by["not run"]) + ".")
+        parts.append(f"Not measured by this run: {with_why(by['not run'])}.")
     return " ".join(parts) or "This chapter decides no claim of the paper."

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from rlntp.claims import VERDICTS
 from rlntp.config import PRESET_NAMES, REPO, display_path
 from rlntp.results import atomic_write_text
 from rlntp.scorecard import every_claim, scorecard
@@ -103,14 +104,15 @@ def scorecard_table(names: list[str], runs_dir: Path, preset: str) -> str:
     gpu_dirs = {n: RESULTS / "paper" / n for n in names if (RESULTS / "paper" / n / "metrics.csv").is_file()
                 and whole_preset(RESULTS / "paper" / n / "config.json")}
     gpu = scorecard(gpu_dirs) if gpu_dirs else None
-    head = ["Claim (paper section; paper's scale)", f"Measured at `{preset}`", "Criterion", "Verdict"]
+    head = ["Claim (protocol section; paper's scale)", "The paper's value (source)",
+            f"Measured at `{preset}`", "Criterion", "Verdict"]
     head += ["`paper` preset (committed)"] if gpu is not None else []
     lines = ["| " + " | ".join(head + ["Figure"]) + " |", "|---" * (len(head) + 1) + "|"]
     for chapter, c in every_claim():
         row = ours.loc[c.key]
         verdict = f"**{row.verdict}**" + (f": {row.why}" if row.why else "")
         measured = f"{row.measured} ({row.scale})" if row.measured else "–"
-        cells = [f"{c.statement} (§{c.section}; {c.paper_scale})", measured, c.criterion, verdict]
+        cells = [f"{row.claim} (§{c.section}; {c.paper_scale})", c.paper, measured, c.criterion, verdict]
         if gpu is not None:
             g = gpu.loc[c.key]
             cells.append(f"**{g.verdict}** {g.measured}" if chapter in gpu_dirs else "not run")
@@ -123,8 +125,7 @@ def scorecard_summary(names: list[str], runs_dir: Path, preset: str) -> str:
     """One sentence for the introduction: how many claims got each verdict in this build."""
     card = scorecard({n: Path(runs_dir) / preset / n for n in names})
     counts = card.verdict.value_counts()
-    parts = [f"{counts[v]} {v}" for v in ("reproduced", "reproduced at a smaller scale",
-                                          "not reproduced", "not run") if v in counts]
+    parts = [f"{counts[v]} {v}" for v in VERDICTS if v in counts]
     return (f"Of the {len(card)} claims of the paper that this book tests, this build (`{preset}` "
             f"preset) finds: {', '.join(parts)}; the {{doc}}`scorecard </scorecard>` lists each "
             "one with its numbers.\n")

@@ -46,11 +46,11 @@ def scorecard(runs: dict[str, Path]) -> pd.DataFrame:
     for name, ch in chapters().items():
         loaded = load_run(runs[name]) if name in runs else None
         if loaded is None:
-            rows = [dict(key=c.key, claim=c.statement, measured="", criterion=c.criterion,
-                         verdict="not run", why="the chapter was not run", figure=c.figure, scale="")
-                    for c in ch.claims]
-            table = pd.DataFrame(rows, columns=["key", "claim", "measured", "criterion", "verdict",
-                                                "why", "figure", "scale"]).set_index("key")
+            rows = [dict(key=c.key, claim=c.statement + (" (ours)" if c.ours else ""), measured="",
+                         criterion=c.criterion, paper=c.paper, verdict="not run",
+                         why="the chapter was not run", figure=c.figure, scale="") for c in ch.claims]
+            table = pd.DataFrame(rows, columns=["key", "claim", "measured", "criterion", "paper",
+                                                "verdict", "why", "figure", "scale"]).set_index("key")
         else:
             table = assess(ch.claims, *loaded)
         frames.append(table.assign(chapter=name))

@@ -505,10 +505,13 @@ def linear_polynomial_cost(df: pd.DataFrame, cfg: Any) -> Result:
 CHAPTER = Chapter(LinearTheoryConfig, rows, stages, claims=(
     Claim("thm1", "2", "Theorem 1: for autoregressive linear models, greedy accuracy after "
           "next-token prediction jumps from 1/2 to 1 at p_cot = 1/3", "a theorem (any d >= 2)",
-          "the 75% crossing within 0.05 of 1/3", "fig-03-threshold", linear_threshold),
-    Claim("thm2", "3", "Theorem 2: each STaR round maps the long fraction p to 2p/(1+p)",
-          "a theorem", "max gap <= 0.1 over rounds 1-3", "fig-03-rounds", linear_star_recursion),
+          "the 75% crossing within 0.05 of 1/3", "fig-03-threshold", linear_threshold,
+          paper="a jump at p_cot = 1/3 (Theorem 1, for d >= 2 and p_cot in (0, 3/4))"),
+    Claim("thm2", "3", "Each STaR round maps the long fraction p to 2p/(1+p) (the recursion behind "
+          "Theorem 2)", "a theorem", "max gap <= 0.1 over rounds 1-3", "fig-03-rounds", linear_star_recursion,
+          paper="p_n = 2 p_{n-1} / (1 + p_{n-1}), so O(log((1-p)/p)) rounds (Sec. 3.2, quoted; Theorem 2)"),
     Claim("poly", "3", "Pre-training + RL costs poly(d) unless p_cot is exponentially small in d",
           "a theorem", "log-log slope of cost <= 4 for p_cot = 1/d and 1/d^2; p_cot = 2^-d fails at the "
-          "largest d", "fig-03-cost", linear_polynomial_cost),
+          "largest d", "fig-03-cost", linear_polynomial_cost,
+          paper="poly(d) unless p_cot is exponentially small in d (Theorem; abstract)"),
 ))

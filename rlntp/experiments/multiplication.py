@@ -320,12 +320,15 @@ CHAPTER = Chapter(MultiplicationConfig, rows, stages, claims=(
     Claim("mult_ntp", "5", "Multiplication: after next-token prediction on the mixture, greedy "
           "decoding answers short and wrong although the chain is known", "5 x 5 digits, GPT-2, "
           "p_cot = 0.25, 3 seeds", "calibrated within 0.05, greedy length short, greedy no better than "
-          f"sampled short answers, long answers right >= {CHAIN}", "fig-04-grpo", mult_ntp_short),
+          f"sampled short answers, long answers right >= {CHAIN}", "fig-04-grpo", mult_ntp_short,
+          paper="low greedy accuracy after pre-training (Fig. 5 left); the decomposition is ours"),
     Claim("mult_grpo", "5", "Multiplication: GRPO from the checkpoints raises greedy accuracy as "
           "responses grow to the long format", SCALE, "greedy acc >= "
           "pre-training alone + 0.5 at equal sequences; mean length >= 95% of the long format",
-          "fig-04-grpo", mult_grpo_learns),
+          "fig-04-grpo", mult_grpo_learns,
+          paper="GRPO raises greedy accuracy, mean length grows (Fig. 5 left)"),
     Claim("mult_early", "5", "Multiplication: GRPO from too early a checkpoint lengthens answers "
           "without making them right", SCALE, "some branch: mean greedy "
-          "length up by half the gap between the formats, greedy acc < 0.5", "fig-04-grpo", mult_too_early),
+          "length up by half the gap between the formats, greedy acc < 0.5", "fig-04-grpo", mult_too_early,
+          ours=True),
 ))

@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 
 from rlntp.chapter import Chapter, Done
-from rlntp.claims import Claim, Result, fmt
+from rlntp.claims import Claim, Result, fmt, wilson
 from rlntp.config import RLLoopPart, param, require
-from rlntp.experiments.parity_pretrain import CHAIN, CHANCE, LEARNED, TRANSFORMER, ParityBase
+from rlntp.experiments.parity_pretrain import CHANCE, LEARNED, TRANSFORMER, ParityBase, pooled
 from rlntp.experiments.runs import RLRun, carry_forward, pretrain_rows, pretrain_run, rl_rows, rl_run
 from rlntp.parallel import Stage
 from rlntp.rl.star import star_recursion
@@ -160,73 +160,134 @@ def _rl_learns(method: str, reward: str) -> Callable[[pd.DataFrame, Any], Result
         if w.empty:
             return Result("", None, f"{method} with the {reward} reward is not in methods x rewards")
         budget = cfg.rl_iters if method != "star" else min(10, cfg.star_rounds)
-        ok = (w.acc_greedy >= LEARNED) & ((w.len_median_greedy == cfg.d) | (method == "star"))
+        learned = w.acc_greedy.map(lambda a: learned_at(a, cfg.eval_size))
+        ok = learned & ((w.len_median_greedy == cfg.d) | (method == "star"))
         first = w[ok].groupby("seed").step.min().reindex(sorted(w.seed.unique()))  # NaN: never
         unit = "rounds" if method == "star" else "iterations"
-        text = (f"{unit} to greedy acc >= {LEARNED}: " + ", ".join(
+        text = (f"{unit} to a greedy accuracy whose 95% interval is above {LEARNED}: " + ", ".join(
             f"seed {s}: {'never' if pd.isna(v) else int(v)}" for s, v in first.items())
             + f" (budget {budget}; from step {cfg.rl_branch}, tau = {cfg.temperature:g})")
         return Result(text, bool(first.notna().all() and first.max() <= budget))
     return measure
 
 
-def star_recursion_gaps(df: pd.DataFrame, cfg: Any) -> list[float]:
-    """|measured long fraction - recursion iterated from the measured p_0| at rounds 1-3, for
-    every seed of STaR (cot reward, tau = ``temperature``, from ``rl_branch``)."""
+def beats_ntp_alone(df: pd.DataFrame, cfg: Any) -> Result:
+    """Fig. 1's headline at equal cost: GRPO (e2e, tau = ``temperature``) from ``rl_branch``
+    against next-token prediction alone continued from the same checkpoint over at least as many
+    sequences as GRPO generated (the pre-training run goes on past the branch): the final greedy
+    accuracies, pooled over seeds, with 95% intervals that do not overlap."""
+    w = rl_wide(df, "grpo", "e2e", cfg.temperature, cfg.rl_branch)
+    if w.empty:
+        return Result("", None, "GRPO with the e2e reward is not in methods x rewards")
+    end = w[w.step == w.groupby("seed").step.transform("max")]
+    steps = -(-int(end.step.max()) * cfg.rl_batch // cfg.pretrain_batch_size)  # ceil: as many sequences
+    pre = df[(df.experiment == EXPERIMENT) & (df.phase == "pretrain") & (df.metric == "acc_greedy")]
+    alone = pre[pre.step >= cfg.rl_branch + steps]
+    if alone.empty:
+        return Result("", None, f"pre-training stops at {cfg.pretrain_iters} iterations, before the "
+                      f"{cfg.rl_branch + steps} that match GRPO's sequences: no equal-cost control")
+    alone = alone[alone.step == alone.step.min()]
+    rl, rl_lo, rl_hi = pooled(end.acc_greedy, cfg.eval_size)
+    ntp, ntp_lo, ntp_hi = pooled(alone.value, cfg.eval_size)
+    text = (f"from step {cfg.rl_branch}, after {int(end.step.max()) * cfg.rl_batch:,} more sequences: "
+            f"GRPO {rl:.2f} [{rl_lo:.2f}, {rl_hi:.2f}], next-token prediction alone (step "
+            f"{int(alone.step.min())}) {ntp:.2f} [{ntp_lo:.2f}, {ntp_hi:.2f}] (greedy accuracy, "
+            f"{end.seed.nunique()} seed(s))")
+    return Result(text, bool(rl_lo > ntp_hi))
+
+
+def learned_at(acc: float, n: int) -> bool:
+    """One evaluation on ``n`` prompts: the 95% interval of its accuracy is above :data:`LEARNED`."""
+    return wilson(acc * n, n)[0] >= LEARNED
+
+
+def star_odds(df: pd.DataFrame, cfg: Any) -> tuple[float, float, float, int] | None:
+    """STaR's long fraction per round as odds p/(1-p): the mean per-round odds ratio over rounds
+    1-3 (geometric, pooled over seeds) with its 95% interval (delta method: a fraction measured on
+    ``eval_size`` samples has var(logit) = 1/(n p (1-p))), and the rounds used; None without STaR.
+    The recursion p -> 2p/(1+p) is exactly "the odds double each round"."""
     w = rl_wide(df, "star", "cot", cfg.temperature, cfg.rl_branch)
-    gaps = []
+    logs, variances, rounds = [], [], 0
     for _, run in w.groupby("seed"):
-        run = run.sort_values("step")
-        rec = star_recursion(run.frac_long_sample.iloc[0], int(run.step.max()))
-        pairs = zip(run.step, run.frac_long_sample, strict=True)
-        gaps += [abs(v - rec[int(k)]) for k, v in pairs if 1 <= k <= 3]
-    return gaps
+        p = run.sort_values("step").set_index("step").frac_long_sample.clip(0.5 / cfg.eval_size,
+                                                                             1 - 0.5 / cfg.eval_size)
+        last = min(3, int(p.index.max()))
+        if last < 1:
+            continue
+        logit = np.log(p / (1 - p))
+        var = 1 / (cfg.eval_size * p * (1 - p))
+        logs.append((logit[last] - logit[0]) / last)  # the per-round log odds ratios telescope
+        variances.append((var[last] + var[0]) / last**2)
+        rounds = max(rounds, last)
+    if not logs:
+        return None
+    mean, sd = float(np.mean(logs)), float(np.sqrt(np.sum(variances)) / len(logs))
+    return float(np.exp(mean)), float(np.exp(mean - 1.96 * sd)), float(np.exp(mean + 1.96 * sd)), rounds
 
 
 def star_recursion_transformer(df: pd.DataFrame, cfg: Any) -> Result:
-    w = rl_wide(df, "star", "cot", cfg.temperature, cfg.rl_branch)
-    if w.empty:
+    if rl_wide(df, "star", "cot", cfg.temperature, cfg.rl_branch).empty:
         return Result("", None, "STaR with the cot reward is not in methods x rewards")
-    gaps = star_recursion_gaps(df, cfg)
-    if not gaps:
+    odds = star_odds(df, cfg)
+    if odds is None:
         return Result("", None, "every STaR run stopped before round 1")
-    return Result(f"max |long fraction - recursion| over rounds 1-3 = {max(gaps):.3f} "
-                  f"({w.seed.nunique()} seed(s))", bool(max(gaps) <= 0.1))
+    ratio, lo, hi, rounds = odds
+    return Result(f"odds of a long answer multiplied by {ratio:.2f} per round [95% interval {lo:.2f}, "
+                  f"{hi:.2f}] over rounds 1-{rounds}", bool(lo <= 2 <= hi))
 
 
 def too_early_parity(df: pd.DataFrame, cfg: Any) -> Result:
-    """Per GRPO run (branch step x seed) from a checkpoint whose chain is not known: is there an
-    evaluation where the median greedy length is above 1 while greedy accuracy is below
-    :data:`LEARNED` (length up, no generalisation, even if it falls back later)?"""
-    pre = df[(df.experiment == EXPERIMENT) & (df.phase == "pretrain")].pivot_table(
-        index=["seed", "step"], columns="metric", values="value")
-    cases, runs = [], 0
+    """At the end of its GRPO run, from each branch step but the last: long (median greedy length
+    >= d/2) and not right (greedy accuracy <= 0.75) on most seeds, while a later branch of the same
+    seed learns (its final greedy accuracy's interval above :data:`LEARNED`)."""
+    ends = {}
     for b in cfg.branch_steps:
         w = rl_wide(df, "grpo", "e2e", cfg.temperature, b)
-        for s, run in w.groupby("seed"):
-            runs += 1
-            chain = pre.loc[(s, b), "acc_sample_long"] if (s, b) in pre.index else np.nan
-            long = run[(run.len_median_greedy > 1) & (run.acc_greedy < LEARNED)].sort_values("step")
-            if chain < CHAIN and not long.empty:
-                first = long.iloc[0]
-                cases.append(f"step {b}, seed {s}: long answers right {fmt(chain)}; at RL iteration "
-                             f"{int(first.step)} length {first.len_median_greedy:g}, accuracy "
-                             f"{fmt(first.acc_greedy)} ({len(long)} of {len(run)} evaluations)")
-    if not runs:
-        return Result("", None, "no GRPO branch with the e2e reward")
-    return Result(f"{len(cases)} of {runs} GRPO runs" + (": " + "; ".join(cases) if cases else ""),
-                  bool(cases))
+        ends[b] = w[w.step == w.groupby("seed").step.transform("max")].set_index("seed")
+    if len([b for b in ends if not ends[b].empty]) < 2:
+        return Result("", None, "GRPO with the e2e reward ran from fewer than two branch steps")
+    text, hits = [], []
+    for i, b in enumerate(cfg.branch_steps[:-1]):
+        later = [ends[c] for c in cfg.branch_steps[i + 1:]]
+        cases = [s for s, e in ends[b].iterrows() if e.len_median_greedy >= cfg.d / 2 and e.acc_greedy <= 0.75
+                 and any(s in x.index and learned_at(x.acc_greedy[s], cfg.eval_size) for x in later)]
+        text.append(f"from step {b}: {len(cases)} of {len(ends[b])} seeds long and not right at the end "
+                    "while a later branch learns")
+        hits.append(len(cases) > len(ends[b]) / 2)
+    return Result("; ".join(text), any(hits))
 
 
 def star_hot_fails(df: pd.DataFrame, cfg: Any) -> Result:
+    """STaR with the e2e reward at the highest temperature (above 1) stays at chance on every seed,
+    while both controls learn: STaR with the cot reward at that temperature, and with the e2e
+    reward at tau = 1."""
     hot = max(cfg.temperatures)
-    w = rl_wide(df, "star", "e2e", hot, cfg.rl_branch)
-    if w.empty:
-        return Result("", None, "STaR with the e2e reward is not run at this preset's temperatures")
-    end = w[w.step == w.groupby("seed").step.transform("max")]
-    return Result(f"final greedy accuracy at tau = {hot:g}: " + ", ".join(
-        f"seed {s}: {v:.2f}" for s, v in zip(end.seed, end.acc_greedy, strict=True)),
-        bool(end.acc_greedy.max() <= CHANCE))
+    if hot <= 1:
+        return Result("", None, f"no temperature above 1 in temperatures={cfg.temperatures}")
+
+    def final_acc(reward: str, tau: float) -> pd.Series:
+        w = rl_wide(df, "star", reward, tau, cfg.rl_branch)
+        return w[w.step == w.groupby("seed").step.transform("max")].set_index("seed").acc_greedy
+
+    case, hot_cot, cool = final_acc("e2e", hot), final_acc("cot", hot), final_acc("e2e", 1.0)
+    if case.empty or hot_cot.empty or cool.empty:
+        return Result("", None, f"STaR with the e2e reward at tau = {hot:g} and its controls (cot reward "
+                      "at that tau, e2e at tau = 1) are not all in the grid")
+
+    def at_chance(acc: float) -> bool:
+        lo, hi = wilson(acc * cfg.eval_size, cfg.eval_size)
+        return lo <= CHANCE <= hi
+
+    def seeds(accs: pd.Series) -> str:
+        return ", ".join(f"{a:.2f}" for a in accs)
+
+    text = (f"final greedy accuracy per seed: e2e at tau = {hot:g}: {seeds(case)}; controls: cot at tau = "
+            f"{hot:g}: {seeds(hot_cot)}, e2e at tau = 1: {seeds(cool)}")
+    controls = all(learned_at(a, cfg.eval_size) for a in [*hot_cot, *cool])
+    if not controls:
+        return Result(text, None, "a control did not learn, so the failure is not specific to e2e at "
+                      "high temperature")
+    return Result(text, all(at_chance(a) for a in case))
 
 
 def grpo_length_rises_at_001(df: pd.DataFrame, cfg: Any) -> Result:
@@ -431,9 +492,8 @@ def failure_sentence(df: pd.DataFrame, cfg: ParityRLConfig) -> str:
     sentences = []
     too_early = too_early_parity(df, cfg)
     if too_early.measured:
-        sentences.append(f"Counted per seed, GRPO from a checkpoint whose long answers were right less "
-                         f"than {CHAIN:g} of the time raised the median greedy length without accuracy "
-                         f"in {too_early.measured}.")
+        sentences.append(f"At the end of each GRPO run (median greedy length at least d/2 with greedy "
+                         f"accuracy at most 0.75, counted per seed): {too_early.measured}.")
     grid, hot = final_grid(df, cfg), ("star", "e2e", max(cfg.temperatures))
     if hot in grid.index:
         sentences.append(
@@ -463,28 +523,36 @@ def low_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 N64 = TRANSFORMER + "; n = 64 per iteration"
+LEARNS = f"every seed reaches a greedy accuracy whose 95% interval is above {LEARNED}"
 CHAPTER = Chapter(ParityRLConfig, rows, stages, claims=(
+    Claim("headline", "3", "Next-token prediction then RL beats next-token prediction alone at an equal "
+          "number of training sequences", N64, "GRPO's final greedy accuracy interval lies above that of "
+          "pre-training alone continued over at least as many sequences (pooled over seeds, 95%)",
+          "fig-02-branches", beats_ntp_alone, paper="~100% against ~50% (Fig. 1)"),
     Claim("grpo", "3", "GRPO after next-token prediction learns parity within few iterations, the "
           "median greedy length growing from 1 to d", N64,
-          f"every seed reaches greedy acc >= {LEARNED} with median length d within rl_iters",
-          "fig-02-branches", _rl_learns("grpo", "e2e")),
+          f"{LEARNS}, with median length d, within rl_iters", "fig-02-branches", _rl_learns("grpo", "e2e"),
+          paper="greedy accuracy ~50% -> ~100% within few iterations, median length 1 -> d (Fig. 1)"),
     Claim("reinforce", "3", "REINFORCE does the same", N64,
-          f"every seed reaches greedy acc >= {LEARNED} with median length d within rl_iters",
-          "fig-02-methods", _rl_learns("reinforce", "e2e")),
+          f"{LEARNS}, with median length d, within rl_iters", "fig-02-methods",
+          _rl_learns("reinforce", "e2e"), paper="learns (Fig. 3 left)"),
     Claim("star", "3", "STaR (chain-of-thought reward) learns parity in a few rounds",
-          TRANSFORMER + "; n = 3,200 per round", f"every seed reaches greedy acc >= {LEARNED} within "
-          "10 rounds", "fig-02-methods", _rl_learns("star", "cot")),
-    Claim("star_recursion", "3", "STaR's long fraction follows p_n = 2p_{n-1}/(1+p_{n-1})",
-          TRANSFORMER, "max gap <= 0.1 over rounds 1-3 (recursion from the measured round 0)",
-          "fig-02-star", star_recursion_transformer),
+          TRANSFORMER + "; n = 3,200 per round", f"{LEARNS} within 10 rounds", "fig-02-methods",
+          _rl_learns("star", "cot"), paper="learns (Fig. 3 left)"),
+    Claim("star_recursion", "3", "STaR's long fraction follows p_n = 2p_{n-1}/(1+p_{n-1}): the odds of "
+          "a long answer double each round", TRANSFORMER, "the 95% interval of the per-round odds ratio "
+          "over rounds 1-3 (pooled over seeds) contains 2", "fig-02-star", star_recursion_transformer,
+          paper="p_n = 2 p_{n-1} / (1 + p_{n-1}) (Sec. 3.2, quoted)"),
     Claim("too_early", "3", "RL started too early raises length without generalising",
-          TRANSFORMER, f"some GRPO run from a checkpoint whose long answers are right < {CHAIN} has an "
-          f"evaluation with median greedy length > 1 and greedy acc < {LEARNED}", "fig-02-branches",
-          too_early_parity),
+          TRANSFORMER, "from some branch step but the last, at the end of GRPO: median greedy length >= d/2 "
+          "and greedy acc <= 0.75 on most seeds, while a later branch of the same seed learns",
+          "fig-02-branches", too_early_parity, paper="length rises without generalising (Sec. 3, in words)"),
     Claim("star_hot", "3", "STaR at high temperature with the end-to-end reward fails",
-          TRANSFORMER, f"final greedy acc <= {CHANCE} on every seed at the highest temperature",
-          "fig-02-methods", star_hot_fails),
+          TRANSFORMER, "at the highest tau (> 1), final greedy acc at chance (95% interval contains 1/2) "
+          "on every seed, while STaR with the cot reward at that tau and STaR e2e at tau = 1 learn",
+          "fig-02-methods", star_hot_fails, paper="the failure case (Fig. 3 left)"),
     Claim("grpo_001", "3", "At p_cot = 0.01, length still rises under GRPO from almost all "
           "checkpoints", TRANSFORMER, "median greedy length > 1 at the end of >= 75% of the GRPO runs "
-          "(branch step x seed)", "fig-02-low", grpo_length_rises_at_001),
+          "(branch step x seed)", "fig-02-low", grpo_length_rises_at_001,
+          paper="length rises from almost all checkpoints (paper text)"),
 ))
