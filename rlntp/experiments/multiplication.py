@@ -274,8 +274,9 @@ def paper_results() -> tuple[str, pd.DataFrame | None]:
                 "under results/paper/04_multiplication yet: this chapter shows the cpu scale only."), None
     info = json.loads((gpu / "config.json").read_text())
     gpu_df = pd.read_csv(gpu / "metrics.csv")
+    gpu_df["from step"] = gpu_df.branch_step.map(lambda b: "–" if pd.isna(b) else f"{int(b):,}")
     table = gpu_df[gpu_df.metric.isin(["acc_greedy", "len_mean_greedy"])].groupby(
-        ["phase", "branch_step", "metric"], dropna=False).value.last().unstack()
+        ["phase", "from step", "metric"]).value.last().unstack()
     where = (f"{info.get('device_name') or info.get('device')} at commit {str(info.get('git_commit'))[:10]} "
              f"({info.get('finished_at')}, {info.get('wall_time_s')} s)")
     if "benchmark" in info:  # benchmarks/gpu_paper.py: the preset's shapes for a few minutes
