@@ -205,6 +205,7 @@ def test_a_model_typo_fails_at_once_naming_model(model):
 
 def test_models_that_need_the_hub_are_explicit(tmp_path):
     assert not resolve(GSM8KMathConfig, preset="smoke").uses_hub
+    (tmp_path / "config.json").write_text("{}")  # a saved model folder
     assert not resolve(GSM8KMathConfig, preset="smoke", model=str(tmp_path)).uses_hub
     assert resolve(GSM8KMathConfig, preset="smoke", model="meta-llama/Llama-3.2-3B").uses_hub
 
