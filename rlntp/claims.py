@@ -9,7 +9,8 @@ lists all of them, so prose and page are decided by the same functions.
 
 Verdicts: ``reproduced`` (holds at the paper's preset), ``reproduced at a smaller scale`` (holds
 at ``smoke``/``cpu``), ``not reproduced`` (measured, and does not hold), ``not run`` (these
-parameters do not measure it, or a precondition failed; ``why`` says which).
+parameters do not measure it, or a precondition failed; ``why`` says which), ``stale: rerun``
+(the chapter's outputs are not those its last run left from today's inputs: never quoted).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from typing import Any
 
 import pandas as pd
 
-VERDICTS = ("reproduced", "reproduced at a smaller scale", "not reproduced", "not run")
+STALE_VERDICT = "stale: rerun"  # the chapter's outputs are not those its runner stamped
+VERDICTS = ("reproduced", "reproduced at a smaller scale", "not reproduced", "not run", STALE_VERDICT)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -60,8 +60,9 @@ def test_scorecard_has_a_verdict_and_a_figure_link_for_every_claim(smoke_book):
         assert any(f"**{v}**" in row for v in VERDICTS), row
         assert f"<{claim.figure}>`" in row
     html = (index.parent / "scorecard.html").read_text()
-    for claim in claims:  # each figure link resolved to its chapter page
-        assert f'href="chapters/{claim.chapter}.html#{claim.figure}"' in html, claim.key
+    for chapter, claim in every_claim():  # each figure link resolved to its chapter page
+        assert f'href="chapters/{chapter}.html#{claim.figure}"' in html, claim.key
+    assert "stale: rerun" not in (book_dir / "_generated" / "summary.md").read_text()
 
 
 def test_unchanged_chapter_is_skipped(smoke_book):
