@@ -6,46 +6,47 @@
 
 The chapters are the ``chapters/NAME`` entries of ``BOOK_DIR/_toc.yml``; each is executed from
 ``notebooks/NAME.ipynb`` into ``BOOK_DIR/chapters/NAME.ipynb`` with ``preset``, ``out_dir``
-(``RUNS_DIR/PRESET/NAME``) and any ``-p`` parameters. A chapter is skipped when its inputs
+(``RUNS_DIR/PRESET/NAME``, or ``-p out_dir=X`` with one chapter) and any ``-p`` parameters, which
+every chapter run must take (checked before anything runs). A chapter is skipped when its inputs
 (notebook, parameters, output folder, rlntp sources, the data files it reads, the installed
 packages) have not changed since its last successful run and its outputs (``metrics.csv``,
-``config.json``) are still there, unchanged. A failing
-notebook stops everything with its error; earlier executed chapters stay as they were, and the
-failed notebook is kept in ``RUNS_DIR/PRESET/NAME/failed.ipynb`` for inspection. The book is
-built with notebook execution off (papermill already ran them).
+``config.json``) and executed notebook are still there, unchanged (:mod:`rlntp.stamps`); the
+generated pages quote only such outputs, of every chapter, and say "stale: rerun" for the others.
+A failing notebook (or a killed kernel) stops everything with one line naming the chapter;
+earlier executed chapters stay as they were, and the failed notebook is kept in
+``OUT_DIR/failed.ipynb`` for inspection. SIGTERM stops the runner, the jobs it submitted and its
+kernel. The book is built with notebook execution off (papermill already ran them).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
-import importlib.metadata
 import json
 import os
-import platform
 import re
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
+from rlntp import stamps
 from rlntp.config import PRESET_NAMES, REPO, ConfigError, display_path, writable_dir
 from rlntp.launch import LAUNCHERS, Resources
 from rlntp.pages import write_pages
 from rlntp.params import parse_param
-from rlntp.results import atomic_write_text, source_hash
+from rlntp.stamps import NOTEBOOKS
 
-NOTEBOOKS = REPO / "notebooks"
 CONFIG = REPO / "_config.yml"
-OUTPUTS = ("metrics.csv", "config.json")  # every chapter writes these to its out_dir
 
 
 class NotebookFailed(RuntimeError):
-    """A chapter notebook raised; the message carries its error."""
+    """A chapter notebook raised, or its kernel died; the message names the chapter and the error."""
 
 
 def chapters(book_dir: Path) -> list[str]:
@@ -54,66 +55,25 @@ def chapters(book_dir: Path) -> list[str]:
     return re.findall(r"file:\s*chapters/([\w-]+)", toc)
 
 
-def environment() -> dict[str, Any]:
-    """What a result may depend on besides the inputs: Python, the installed packages (name and
-    version, torch's build included), and whether a GPU is there (device 'auto')."""
-    import torch
-
-    packages = sorted({f"{d.metadata['Name']}=={d.version}".lower()
-                       for d in importlib.metadata.distributions() if d.metadata["Name"]})
-    return {"python": sys.version, "machine": platform.machine(), "packages": packages,
-            "cuda": torch.cuda.is_available()}
+def out_dir_of(name: str, preset: str, runs_dir: Path, params: dict[str, Any]) -> Path:
+    """Where chapter ``name`` writes: ``-p out_dir`` (relative to the current folder), else
+    ``RUNS_DIR/PRESET/NAME``."""
+    given = params.get("out_dir")
+    return Path(given).resolve() if given else Path(runs_dir) / preset / name
 
 
-def _data(name: str, preset: str, params: dict[str, Any]) -> str | None:
-    """The hash of the contents of the data files chapter ``name`` reads at these parameters
-    (None: it reads none, or it is not a chapter of the package)."""
-    from rlntp.experiments import chapters
+def check_params(names: list[str], preset: str, params: dict[str, Any]) -> None:
+    """Every chapter of ``names`` the package knows takes ``params`` at ``preset``; else a
+    ConfigError naming the chapter, before anything runs."""
+    from rlntp.experiments import chapters as known
     from rlntp.params import resolve
 
-    chapter = chapters().get(name)
-    if chapter is None:
-        return None
-    try:
-        names = chapter.config.field_names()
-        cfg = resolve(chapter.config, preset=preset, **{k: v for k, v in params.items() if k in names})
-        return chapter.data(cfg)
-    except (ConfigError, TypeError, FileNotFoundError):
-        return "unresolved"  # the notebook will fail with the error
-
-
-def _stamp(name: str, preset: str, params: dict[str, Any], out_dir: Path | None = None) -> str:
-    """A hash of everything a chapter's outputs depend on."""
-    h = hashlib.sha1((NOTEBOOKS / f"{name}.ipynb").read_bytes())
-    data = _data(name, preset, params)
-    h.update(json.dumps({"preset": preset, "params": params, "out_dir": str(out_dir),
-                         "data": data, "environment": environment()},
-                        sort_keys=True, default=str).encode())
-    h.update(source_hash().encode())
-    return h.hexdigest()
-
-
-def _outputs_hash(out_dir: Path) -> str | None:
-    """A hash of the chapter's outputs in ``out_dir``; None if one is missing."""
-    h = hashlib.sha1()
-    for name in OUTPUTS:
-        path = out_dir / name
-        if not path.is_file():
-            return None
-        h.update(name.encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()
-
-
-def _is_current(stamp_file: Path, stamp: str, out_dir: Path) -> bool:
-    """The last run had these inputs, and its outputs are there, as it left them."""
-    try:
-        recorded = json.loads(stamp_file.read_text())
-    except (OSError, ValueError):
-        return False
-    outputs = _outputs_hash(out_dir)
-    return (isinstance(recorded, dict) and recorded.get("inputs") == stamp
-            and outputs is not None and recorded.get("outputs") == outputs)
+    for name in names:
+        if name in known():
+            try:
+                resolve(known()[name].config, preset=preset, **params)
+            except ConfigError as e:
+                raise ConfigError(f"chapter {name}: {e}") from None
 
 
 def launch_runs(name: str, preset: str, out_dir: Path, params: dict[str, Any], launcher: str,
@@ -146,35 +106,40 @@ def run_notebook(name: str, preset: str, book_dir: Path, runs_dir: Path,
                  launcher: str | None = None, resources: Any = None) -> str:
     """Execute one chapter; return "ran" or "skipped" (inputs unchanged, outputs there)."""
     import papermill as pm
+    from nbclient.exceptions import DeadKernelError
 
     params = dict(params or {})
     out_nb = book_dir / "chapters" / f"{name}.ipynb"
-    stamp_file = book_dir / "chapters" / f".{name}.stamp"
-    out_dir = runs_dir / preset / name
-    stamp = _stamp(name, preset, params, out_dir)
-    if not force and out_nb.exists() and _is_current(stamp_file, stamp, out_dir):
+    out_dir = out_dir_of(name, preset, runs_dir, params)
+    inputs = stamps.inputs_hash(name, preset, params, out_dir)
+    if not force and stamps.is_current(book_dir, name, preset, inputs, out_dir):
         return "skipped"
-    writable_dir(out_dir, f"--runs-dir {str(runs_dir)!r}")
+    writable_dir(out_dir, f"-p out_dir={params['out_dir']!r}" if params.get("out_dir") else
+                 f"--runs-dir {str(runs_dir)!r}")
     if launcher:
         launch_runs(name, preset, out_dir, params, launcher, resources)
-    tmp_nb = out_dir / "executing.ipynb"
+    fd, tmp = tempfile.mkstemp(prefix=".executing-", suffix=".ipynb", dir=out_dir)  # one per run
+    os.close(fd)
+    tmp_nb = Path(tmp)
     try:
         pm.execute_notebook(
             str(NOTEBOOKS / f"{name}.ipynb"), str(tmp_nb),
-            parameters={"preset": preset, "out_dir": display_path(out_dir), **params},
+            parameters={"preset": preset, **params, "out_dir": display_path(out_dir)},
             kernel_name="python3", cwd=str(REPO), progress_bar=False,
         )
-    except pm.PapermillExecutionError as e:
-        os.replace(tmp_nb, out_dir / "failed.ipynb")
-        raise NotebookFailed(f"{name} failed ({out_dir / 'failed.ipynb'}): {e.ename}: {e.evalue}") from e
+    except (pm.PapermillExecutionError, DeadKernelError) as e:
+        failed = out_dir / "failed.ipynb"
+        os.replace(tmp_nb, failed)
+        why = (f"{e.ename}: {e.evalue}" if isinstance(e, pm.PapermillExecutionError) else
+               "its kernel died (killed by a signal, e.g. the out-of-memory killer)")
+        raise NotebookFailed(f"{name} failed ({failed}): {why}") from None
+    except BaseException:  # interrupted (Ctrl-C, SIGTERM): no half-executed notebook left behind
+        tmp_nb.unlink(missing_ok=True)
+        raise
     _hide_parameters(tmp_nb)
     out_nb.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp_nb, out_nb)
-    outputs = _outputs_hash(out_dir)
-    if outputs is not None:  # else: never skipped (a chapter that wrote no metrics.csv)
-        atomic_write_text(stamp_file, json.dumps({"inputs": stamp, "outputs": outputs}) + "\n")
-    else:
-        stamp_file.unlink(missing_ok=True)
+    stamps.record(book_dir, name, preset, params, out_dir, inputs)
     return "ran"
 
 
@@ -188,20 +153,42 @@ def build_html(book_dir: Path, strict: bool = False) -> Path:
     return book_dir / "_build" / "html" / "index.html"
 
 
-def build_book(preset: str = "cpu", book_dir: Path = REPO / "book", runs_dir: Path = REPO / "runs",
-               only: list[str] | None = None, params: dict[str, Any] | None = None,
-               force: bool = False, html: bool = True, launcher: str | None = None,
-               resources: Any = None, strict: bool = False) -> Path | None:
+def _folder(path: str | Path, flag: str) -> Path:
+    """``path`` as an absolute folder name, or a ConfigError naming ``flag`` (an empty name, one
+    that is not valid UTF-8: notebooks store paths as UTF-8 text)."""
+    text = str(path)
+    if not text:
+        raise ConfigError(f"{flag} '' is not allowed: give a folder name")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"{flag} {text!r} is not allowed: the name is not valid UTF-8") from None
+    return Path(text).resolve()
+
+
+def build_book(preset: str = "cpu", book_dir: str | Path = REPO / "book",
+               runs_dir: str | Path = REPO / "runs", only: list[str] | None = None,
+               params: dict[str, Any] | None = None, force: bool = False, html: bool = True,
+               launcher: str | None = None, resources: Any = None, strict: bool = False
+               ) -> Path | None:
     """Execute the chapters (all, or ``only``) at ``preset`` and build the book. With a
     ``launcher`` ("local" or "slurm") each chapter's runs go out as jobs first."""
     if preset not in PRESET_NAMES:
         raise SystemExit(f"--preset {preset!r} is not allowed: one of {PRESET_NAMES}")
-    book_dir, runs_dir = Path(book_dir).resolve(), Path(runs_dir).resolve()
+    params = dict(params or {})
+    book_dir, runs_dir = _folder(book_dir, "--book-dir"), _folder(runs_dir, "--runs-dir")
+    if not (book_dir / "_toc.yml").is_file():
+        raise ConfigError(f"--book-dir {str(book_dir)!r} is not allowed: a folder holding the "
+                          "book's _toc.yml (e.g. the repository's book/)")
     names = chapters(book_dir)
     unknown = sorted(set(only or []) - set(names))
     if unknown:
         raise SystemExit(f"--only {unknown} not in the book; chapters: {names}")
     todo = [n for n in names if not only or n in only]
+    if params.get("out_dir") is not None and len(todo) > 1:
+        raise ConfigError(f"-p out_dir={params['out_dir']!r} is not allowed with {len(todo)} "
+                          "chapters (each writes its metrics.csv there): add --only CHAPTER")
+    check_params(todo, preset, params)
     writable_dir(runs_dir / preset, f"--runs-dir {str(runs_dir)!r}")  # one line, before any work
     writable_dir(book_dir / "chapters", f"--book-dir {str(book_dir)!r}")
     bar = tqdm(todo, desc=f"notebooks ({preset})", unit="nb")
@@ -214,12 +201,23 @@ def build_book(preset: str = "cpu", book_dir: Path = REPO / "book", runs_dir: Pa
     return build_html(book_dir, strict) if html else None
 
 
+def stop_on_signals() -> None:
+    """SIGTERM and SIGHUP stop the runner as Ctrl-C does: the jobs it submitted are cancelled
+    and the notebook kernel it started is shut down (``finally`` blocks run) before it exits."""
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(f"error: stopped by {signal.Signals(signum).name}; the jobs and the "
+                         "kernel it started are stopped")
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, stop)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m rlntp.book", description=__doc__.split("\n")[0])
     ap.add_argument("--preset", default="cpu", choices=PRESET_NAMES)
-    ap.add_argument("--book-dir", type=Path, default=REPO / "book",
+    ap.add_argument("--book-dir", default=REPO / "book",
                     help="book sources (_toc.yml, pages); executed chapters go to BOOK_DIR/chapters")
-    ap.add_argument("--runs-dir", type=Path, default=REPO / "runs",
+    ap.add_argument("--runs-dir", default=REPO / "runs",
                     help="metrics, figures, checkpoints: RUNS_DIR/PRESET/CHAPTER")
     ap.add_argument("--only", nargs="+", metavar="CHAPTER", help="execute only these chapters")
     ap.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
@@ -247,6 +245,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.launcher and (args.resources or any(v is not None for v in flags.values())):
         ap.error("job resources (--gpus, --partition, ...) need --launcher local or slurm")
     t0 = time.time()
+    stop_on_signals()
     try:
         index = build_book(args.preset, args.book_dir, args.runs_dir, args.only, params,
                            args.force, not args.no_html, args.launcher, resources, args.strict)

@@ -11,7 +11,9 @@ Verdicts (:data:`VERDICTS`): ``reproduced`` (holds at the paper preset with no s
 overridden), ``reproduced qualitatively, at a smaller scale`` (holds at any other scale),
 ``not reproduced`` (measured, and does not hold), ``inconclusive`` (it ran, but a precondition
 failed or the run was too small to decide: the criterion measured something and says why it
-cannot decide), ``not run`` (these parameters do not measure it). Accuracies are judged with
+cannot decide), ``not run`` (these parameters do not measure it),
+``stale: rerun`` (the chapter's outputs are not those its last run left from today's inputs:
+never quoted). Accuracies are judged with
 binomial confidence intervals (:func:`wilson`), not point values.
 """
 
@@ -24,7 +26,8 @@ from typing import Any
 import pandas as pd
 
 REPRODUCED, SMALLER = "reproduced", "reproduced qualitatively, at a smaller scale"
-VERDICTS = (REPRODUCED, SMALLER, "not reproduced", "inconclusive", "not run")
+STALE_VERDICT = "stale: rerun"  # the chapter's outputs are not those its runner stamped
+VERDICTS = (REPRODUCED, SMALLER, "not reproduced", "inconclusive", "not run", STALE_VERDICT)
 NOT_SCALE = {"device", "out_dir", "workers"}  # fields that do not change what a run measures
 
 

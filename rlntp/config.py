@@ -17,7 +17,7 @@ import json
 import linecache
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -71,6 +71,29 @@ def require_positive(cfg: Any, names: Iterable[str]) -> None:
         require(value > 0, name, value, "a number > 0")
 
 
+def require_list(cfg: Any, name: str, items: str, ok: Callable[[Any], bool] = lambda v: True) -> None:
+    """List field ``name`` must be non-empty, its values distinct and each ``ok``; ``items``
+    says which values are allowed (e.g. ``"numbers in (0, 1]"``)."""
+    value = getattr(cfg, name)
+    require(len(value) > 0 and len(set(value)) == len(value) and all(map(ok, value)), name, value,
+            f"a non-empty list of distinct {items}")
+
+
+MIN_TEMPERATURE = 1e-3  # below it, logits / temperature overflow float32 when sampling
+TEMPERATURES = f"numbers >= {MIN_TEMPERATURE:g} (a smaller temperature cannot be sampled)"
+
+
+def is_temperature(t: float) -> bool:
+    """A sampling temperature that can be sampled at (greedy decoding is not a temperature)."""
+    return t >= MIN_TEMPERATURE
+
+
+def require_temperature(cfg: Any) -> None:
+    """``cfg.temperature`` must be one that can be sampled at."""
+    require(is_temperature(cfg.temperature), "temperature", cfg.temperature,
+            f"a number >= {MIN_TEMPERATURE:g} (a smaller temperature cannot be sampled)")
+
+
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
     """Fields every experiment has. Parts and chapters add their own knobs.
@@ -102,12 +125,7 @@ class ExperimentConfig:
             self.device,
             "'auto', 'cpu', 'cuda' or 'cuda:N'",
         )
-        require(len(self.seeds) > 0, "seeds", self.seeds, "a non-empty list of integers")
-        require(
-            len(set(self.seeds)) == len(self.seeds), "seeds", self.seeds, "distinct integers"
-        )
-        require(all(0 <= s <= MAX_SEED for s in self.seeds), "seeds", self.seeds,
-                f"integers in 0..{MAX_SEED}")
+        require_list(self, "seeds", f"integers in 0..{MAX_SEED}", lambda s: 0 <= s <= MAX_SEED)
         require(
             self.workers is None or self.workers >= 1, "workers", self.workers, "None or >= 1"
         )
@@ -284,7 +302,8 @@ class RLPart:
         require_at_least(self, 1, ("rl_iters", "prompts_per_iter", "num_iterations", "eval_every"))
         require(self.num_generations >= 2, "num_generations", self.num_generations,
                 "an integer >= 2 (GRPO compares the samples of one prompt)")
-        require_positive(self, ("learning_rate", "temperature", "epsilon"))
+        require_positive(self, ("learning_rate", "epsilon"))
+        require_temperature(self)
         require_at_least(self, 0, ("beta",))
 
     @property

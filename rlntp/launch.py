@@ -22,7 +22,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from rlntp.config import ConfigError, param, require, require_at_least
+from rlntp.config import ConfigError, param, require
 from rlntp.parallel import Stage
 
 LAUNCHERS = ("local", "slurm")
@@ -41,23 +41,33 @@ class Resources:
     parallel: int = param(0, "jobs running at once (0: all at once on slurm, cpu cores // cpus locally)")
 
     def __post_init__(self) -> None:
-        require_at_least(self, 0, ("gpus", "retries", "parallel"))
-        require_at_least(self, 1, ("cpus", "mem_gb", "time_min"))
+        require(self.partition is None or isinstance(self.partition, str) and self.partition != "",
+                "partition", self.partition, "a partition name, or none (the cluster's default)")
+        for name, low in (("gpus", 0), ("retries", 0), ("parallel", 0), ("cpus", 1), ("mem_gb", 1),
+                          ("time_min", 1)):
+            value = getattr(self, name)
+            require(type(value) is int and value >= low, name, value, f"an integer >= {low}")
 
     @classmethod
     def from_yaml(cls, path: str | Path, **flags: Any) -> Resources:
         """Fields from the YAML file ``path`` (a mapping), then the ``flags`` that are not None."""
         import yaml
 
+        names = sorted(f.name for f in dataclasses.fields(cls))
         try:
             data = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as e:
-            raise ConfigError(f"--resources {path}: cannot be read: {e}") from None
-        names = {f.name for f in dataclasses.fields(cls)}
-        if not isinstance(data, dict) or set(data) - names:
-            raise ConfigError(f"--resources {path}: unknown keys {sorted(set(data) - names)}; "
-                              f"allowed: {sorted(names)}")
-        return cls(**{**data, **{k: v for k, v in flags.items() if v is not None}})
+        except (OSError, ValueError, yaml.YAMLError) as e:
+            raise ConfigError(f"--resources {path}: cannot be read: {' '.join(str(e).split())}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"--resources {path}: a mapping of fields ({', '.join(names)}), e.g. "
+                              f"'gpus: 1', not a {type(data).__name__}")
+        unknown = sorted(map(str, set(data) - set(names)))
+        if unknown:
+            raise ConfigError(f"--resources {path}: unknown keys {unknown}; allowed: {names}")
+        try:
+            return cls(**{**data, **{k: v for k, v in flags.items() if v is not None}})
+        except ConfigError as e:
+            raise ConfigError(f"--resources {path}: {e}") from None
 
 
 def executor(kind: str, folder: Path, res: Resources):
@@ -91,30 +101,40 @@ def launch(stages: Sequence[Stage], kind: str, folder: str | Path, res: Resource
     ex = executor(kind, folder, res)
     limit = res.parallel or (max(1, len(os.sched_getaffinity(0)) // res.cpus) if kind == "local"
                              else 10**9)
-    for stage in stages:
-        todo = list(range(len(stage.jobs)))  # jobs not yet finished
-        tries = dict.fromkeys(todo, 0)
-        running: dict[int, Any] = {}
-        bar = tqdm(total=len(todo), desc=f"{stage.desc} ({kind})", unit="job")
-        while todo or running:
-            while todo and len(running) < limit:
-                i = todo.pop(0)
-                tries[i] += 1
-                running[i] = ex.submit(run_job, res.cpus, stage.fn, *stage.jobs[i])
-            time.sleep(0.5)
-            for i, job in list(running.items()):
-                if not job.done():
-                    continue
-                del running[i]
-                error = job.exception()
-                if error is None:
-                    bar.update(1)
-                elif tries[i] <= res.retries:
-                    tqdm.write(f"{stage.desc}: job {i} failed ({type(error).__name__}); "
-                               f"resubmitting (try {tries[i] + 1} of {res.retries + 1})")
-                    todo.insert(0, i)
-                else:
-                    bar.close()
-                    raise RuntimeError(f"{stage.desc}: job {i} failed {tries[i]} times; its log: "
-                                       f"{job.paths.stderr}") from error
-        bar.close()
+    running: dict[int, Any] = {}
+    try:
+        for stage in stages:
+            _run_stage(stage, ex, kind, res, limit, running)
+    finally:  # stopped (Ctrl-C, SIGTERM) or failed: what was submitted is cancelled too
+        for job in running.values():
+            job.cancel(check=False)
+
+
+def _run_stage(stage: Stage, ex: Any, kind: str, res: Resources, limit: int,
+               running: dict[int, Any]) -> None:
+    """Every job of ``stage``, at most ``limit`` at once; ``running`` holds the submitted ones."""
+    todo = list(range(len(stage.jobs)))  # jobs not yet finished
+    tries = dict.fromkeys(todo, 0)
+    bar = tqdm(total=len(todo), desc=f"{stage.desc} ({kind})", unit="job")
+    while todo or running:
+        while todo and len(running) < limit:
+            i = todo.pop(0)
+            tries[i] += 1
+            running[i] = ex.submit(run_job, res.cpus, stage.fn, *stage.jobs[i])
+        time.sleep(0.5)
+        for i, job in list(running.items()):
+            if not job.done():
+                continue
+            del running[i]
+            error = job.exception()
+            if error is None:
+                bar.update(1)
+            elif tries[i] <= res.retries:
+                tqdm.write(f"{stage.desc}: job {i} failed ({type(error).__name__}); "
+                           f"resubmitting (try {tries[i] + 1} of {res.retries + 1})")
+                todo.insert(0, i)
+            else:
+                bar.close()
+                raise RuntimeError(f"{stage.desc}: job {i} failed {tries[i]} times; its log: "
+                                   f"{job.paths.stderr}") from error
+    bar.close()

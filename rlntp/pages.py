@@ -1,10 +1,11 @@
 """Book pages generated from what ran: the scorecard, and the cost of each chapter per preset.
 
 ``python -m rlntp.book`` calls :func:`write_pages` after executing the chapters and before the
-HTML build. It reads the ``metrics.csv`` and ``config.json`` the chapters wrote
-(``RUNS_DIR/PRESET/CHAPTER``) and the committed ones (``results/PRESET/CHAPTER``, e.g. GPU runs),
-and writes Markdown tables into ``BOOK_DIR/_generated/``, which the hand-written pages include.
-Nothing in them is typed.
+HTML build. It reads the ``metrics.csv`` and ``config.json`` the chapters wrote, wherever their
+stamps (:mod:`rlntp.stamps`) say they lie, but only while the stamps are current: outputs edited,
+deleted or made from other inputs show as "stale: rerun". Committed runs (``results/PRESET/CHAPTER``,
+e.g. GPU runs) fill in where this book has none. It writes Markdown tables into
+``BOOK_DIR/_generated/``, which the hand-written pages include. Nothing in them is typed.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rlntp.claims import VERDICTS
+import pandas as pd
+
+from rlntp.claims import STALE_VERDICT, VERDICTS
 from rlntp.config import PRESET_NAMES, REPO, display_path
 from rlntp.results import atomic_write_text
 from rlntp.scorecard import every_claim, scorecard
+from rlntp.stamps import CURRENT, STALE, run_state
 
 RESULTS = REPO / "results"  # committed runs (metrics and config only), e.g. the paper preset on a GPU
 CLASS_MINUTES = 50
@@ -38,27 +42,43 @@ def whole_preset(config_json: Path) -> bool:
     return isinstance(info, dict) and "benchmark" not in info
 
 
-def measured_runs(names: list[str], runs_dir: Path) -> dict[tuple[str, str], dict[str, Any]]:
-    """(chapter, preset) -> what its ``config.json`` says and where it lies; this build's runs
-    first, committed results where this build has none."""
+def read_info(path: Path) -> dict[str, Any] | None:
+    """A run's ``config.json`` if it is one (an object with a numeric ``wall_time_s``), else None."""
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(info, dict) and isinstance(info.get("wall_time_s"), (int, float))
+    return info if ok else None
+
+
+def measured_runs(book_dir: Path, names: list[str], runs_dir: Path
+                  ) -> dict[tuple[str, str], dict[str, Any]]:
+    """(chapter, preset) -> what its ``config.json`` says and where it lies: this book's runs
+    whose stamp is current, ``{"stale": True}`` for those whose outputs are not what the runner
+    made, and committed results where this book has no run."""
     found: dict[tuple[str, str], dict[str, Any]] = {}
-    for root, source in ((Path(runs_dir), "this build"), (RESULTS, "committed")):
-        for name in names:
-            for preset in PRESET_NAMES:
-                path = root / preset / name / "config.json"
-                if (name, preset) in found or not path.is_file() or not whole_preset(path):
-                    continue
-                try:
-                    info = json.loads(path.read_text())
-                except ValueError:
-                    continue
-                found[(name, preset)] = {**info, "source": source, "path": display_path(path)}
+    for name in names:
+        for preset in PRESET_NAMES:
+            state, out_dir = run_state(book_dir, name, preset, runs_dir, page=False)
+            path, source = ((out_dir, "this build") if state == CURRENT else
+                            (RESULTS / preset / name, "committed"))
+            info = read_info(path / "config.json")
+            if source == "committed" and not whole_preset(path / "config.json"):
+                info = None
+            if state == STALE:
+                found[(name, preset)] = {"stale": True, "path": display_path(out_dir)}
+            elif info is not None:
+                found[(name, preset)] = {**info, "source": source,
+                                         "path": display_path(path / "config.json")}
     return found
 
 
 def _cost(info: dict[str, Any] | None) -> str:
     if info is None:
         return "not run"
+    if info.get("stale"):
+        return STALE_VERDICT
     where = info.get("device_name") or info.get("device", "?")
     return f"{info['wall_time_s']:,.0f} s ({where}; {info['source']})"
 
@@ -79,8 +99,9 @@ def class_plan(names: list[str], runs: dict[tuple[str, str], dict[str, Any]]) ->
     lines = ["| Chapter | `cpu` run (measured) | In a 50-minute class |", "|---|---|---|"]
     for name in names:
         info = runs.get((name, "cpu"))
-        if info is None:
-            plan, cost = "not measured in this build: time it with `make book` first", "not run"
+        if info is None or info.get("stale"):
+            plan = "not measured in this build: time it with `make book` first"
+            cost = _cost(info)
         else:
             minutes = info["wall_time_s"] / 60
             cost = f"{minutes:.0f} min"
@@ -96,11 +117,19 @@ def _cell(text: str) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
 
 
-def scorecard_table(names: list[str], runs_dir: Path, preset: str) -> str:
-    """A Markdown table: every chapter's claims with the paper's scale, what
-    this build's run (``RUNS_DIR/PRESET``) measured, the criterion, the verdict and the figure;
-    plus a column for the committed ``results/paper`` runs where there are any."""
-    ours = scorecard({n: Path(runs_dir) / preset / n for n in names})
+def chapter_runs(book_dir: Path, names: list[str], runs_dir: Path, preset: str
+                 ) -> tuple[dict[str, Path], list[str]]:
+    """This build's chapters at ``preset``: the output folder of each whose stamp is current,
+    and the names of those whose outputs are stale."""
+    states = {n: run_state(book_dir, n, preset, runs_dir) for n in names}
+    return ({n: d for n, (state, d) in states.items() if state == CURRENT},
+            [n for n, (state, _) in states.items() if state == STALE])
+
+
+def scorecard_table(card: pd.DataFrame, preset: str, names: list[str]) -> str:
+    """A Markdown table: every chapter's claims with the paper's scale, what this build's run
+    measured (``card``, :func:`rlntp.scorecard.scorecard`), the criterion, the verdict and the
+    figure; plus a column for the committed ``results/paper`` runs where there are any."""
     gpu_dirs = {n: RESULTS / "paper" / n for n in names if (RESULTS / "paper" / n / "metrics.csv").is_file()
                 and whole_preset(RESULTS / "paper" / n / "config.json")}
     gpu = scorecard(gpu_dirs) if gpu_dirs else None
@@ -109,7 +138,7 @@ def scorecard_table(names: list[str], runs_dir: Path, preset: str) -> str:
     head += ["`paper` preset (committed)"] if gpu is not None else []
     lines = ["| " + " | ".join(head + ["Figure"]) + " |", "|---" * (len(head) + 1) + "|"]
     for chapter, c in every_claim():
-        row = ours.loc[c.key]
+        row = card.loc[c.key]
         verdict = f"**{row.verdict}**" + (f": {row.why}" if row.why else "")
         measured = f"{row.measured} ({row.scale})" if row.measured else "–"
         cells = [f"{row.claim} (§{c.section}; {c.paper_scale})", c.paper, measured, c.criterion, verdict]
@@ -121,9 +150,8 @@ def scorecard_table(names: list[str], runs_dir: Path, preset: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def scorecard_summary(names: list[str], runs_dir: Path, preset: str) -> str:
+def scorecard_summary(card: pd.DataFrame, preset: str) -> str:
     """One sentence for the introduction: how many claims got each verdict in this build."""
-    card = scorecard({n: Path(runs_dir) / preset / n for n in names})
     counts = card.verdict.value_counts()
     parts = [f"{counts[v]} {v}" for v in VERDICTS if v in counts]
     return (f"Of the {len(card)} claims of the paper that this book tests, this build (`{preset}` "
@@ -132,10 +160,12 @@ def scorecard_summary(names: list[str], runs_dir: Path, preset: str) -> str:
 
 
 def write_pages(book_dir: Path, names: list[str], runs_dir: Path, preset: str) -> None:
-    """Write ``BOOK_DIR/_generated/{scorecard,summary,costs,class_plan}.md`` from the measured runs."""
-    runs = measured_runs(names, runs_dir)
+    """Write ``BOOK_DIR/_generated/{scorecard,summary,costs,class_plan}.md`` from the runs whose
+    stamps in ``BOOK_DIR`` are current (:mod:`rlntp.stamps`)."""
+    runs = measured_runs(book_dir, names, runs_dir)
+    card = scorecard(*chapter_runs(book_dir, names, runs_dir, preset))
     out = Path(book_dir) / "_generated"
-    atomic_write_text(out / "scorecard.md", scorecard_table(names, runs_dir, preset))
-    atomic_write_text(out / "summary.md", scorecard_summary(names, runs_dir, preset))
+    atomic_write_text(out / "scorecard.md", scorecard_table(card, preset, names))
+    atomic_write_text(out / "summary.md", scorecard_summary(card, preset))
     atomic_write_text(out / "costs.md", costs_table(names, runs))
     atomic_write_text(out / "class_plan.md", class_plan(names, runs))

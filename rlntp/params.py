@@ -10,6 +10,7 @@ preset's), converting what papermill and the command line pass as text (``"[0.1,
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
 import math
@@ -114,18 +115,41 @@ def parse_param(text: str) -> tuple[str, Any]:
 NOTEBOOK_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open", "display", "glue"}
 
 
+def assigned_names(cells: list[str]) -> set[str]:
+    """The names the code ``cells`` assign at their top level (``x = ...``, ``x: T = ...``)."""
+    names: set[str] = set()
+    for source in cells:
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            targets = node.targets if isinstance(node, ast.Assign) else (
+                [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else [])
+            names |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+    return names
+
+
+def _given(namespace: dict[str, Any]) -> set[str]:
+    """The names given to a notebook: in IPython, every name the cells run before this one
+    assign (the parameters cell and papermill's injected cell, whatever the name's case or
+    first character); elsewhere the variables that are not modules, functions, classes,
+    CONSTANTS, IPython's names or ``_private``."""
+    cells = namespace.get("In")
+    if isinstance(cells, list) and len(cells) > 1:
+        return assigned_names(cells[:-1])  # the last one is the cell calling us
+    return {k for k, v in namespace.items() if not k.startswith("_") and not k.isupper()
+            and k not in NOTEBOOK_NAMES and not isinstance(v, (types.ModuleType, type))
+            and not callable(v)}
+
+
 def resolve_notebook(cls: type[C], namespace: dict[str, Any]) -> C:
     """:func:`resolve` from a notebook's variables: the parameters cell and what papermill
-    injected. A variable that is not a field of ``cls`` (a misspelt ``-p NAME``) is an error.
-
-    Call it before the notebook defines variables of its own (modules, functions, classes,
-    CONSTANTS, IPython's names and names starting with ``_`` are ignored).
+    injected. A name given that is not a field of ``cls`` (a misspelt ``-p NAME``, ``-p D``,
+    ``-p _d``, ``-p open``) is an error. Call it before the notebook assigns names of its own.
     """
     names = set(cls.field_names())
-    unknown = sorted(k for k, v in namespace.items() if k not in names and not k.startswith("_")
-                     and not k.isupper()
-                     and k not in NOTEBOOK_NAMES and not isinstance(v, (types.ModuleType, type))
-                     and not callable(v))
+    unknown = sorted(_given(namespace) - names)
     if unknown:
         raise ConfigError(f"unknown parameter{'s' * (len(unknown) > 1)} {', '.join(unknown)}; "
                           f"{cls.__name__} takes: {', '.join(sorted(names))}")

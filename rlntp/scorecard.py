@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from rlntp.claims import Claim, assess
+from rlntp.claims import STALE_VERDICT, Claim, assess
 from rlntp.experiments import chapters
 from rlntp.params import resolve
 
@@ -24,13 +25,13 @@ def every_claim() -> list[tuple[str, Claim]]:
     return [(name, c) for name, ch in chapters().items() for c in ch.claims]
 
 
-def load_run(out_dir: Path) -> tuple[pd.DataFrame, Any] | None:
-    """A finished chapter run's metrics and its config, rebuilt from ``config.json`` (device
-    'auto': the reader's machine may lack the run's GPU); None if either file is missing."""
+def load_run(name: str, out_dir: Path) -> tuple[pd.DataFrame, Any] | None:
+    """A finished run of chapter ``name``: its metrics and its config, rebuilt from ``config.json``
+    (device 'auto': the reader's machine may lack the run's GPU); None if either file is missing."""
     if not (out_dir / "metrics.csv").is_file() or not (out_dir / "config.json").is_file():
         return None
     info = json.loads((out_dir / "config.json").read_text())
-    cls = chapters()[out_dir.name].config
+    cls = chapters()[name].config
     params = {k: v for k, v in info["config"].items() if k in cls.field_names()}
     params.update(device="auto", out_dir=str(out_dir))
     with warnings.catch_warnings():
@@ -39,18 +40,25 @@ def load_run(out_dir: Path) -> tuple[pd.DataFrame, Any] | None:
     return pd.read_csv(out_dir / "metrics.csv"), cfg
 
 
-def scorecard(runs: dict[str, Path]) -> pd.DataFrame:
+def _undecided(ch: Any, verdict: str, why: str) -> pd.DataFrame:
+    rows = [dict(key=c.key, claim=c.statement, measured="", criterion=c.criterion, verdict=verdict,
+                 why=why, figure=c.figure, scale="") for c in ch.claims]
+    return pd.DataFrame(rows, columns=["key", "claim", "measured", "criterion", "verdict", "why",
+                                       "figure", "scale"]).set_index("key")
+
+
+def scorecard(runs: dict[str, Path], stale: Iterable[str] = ()) -> pd.DataFrame:
     """Every claim decided on the runs in ``runs`` (chapter -> its output folder); a chapter
-    without a finished run gives "not run". Column ``chapter`` names each claim's chapter."""
+    in ``stale`` gives "stale: rerun" (its outputs are never read), one without a finished run
+    "not run". Column ``chapter`` names each claim's chapter."""
     frames = []
     for name, ch in chapters().items():
-        loaded = load_run(runs[name]) if name in runs else None
-        if loaded is None:
-            rows = [dict(key=c.key, claim=c.statement + (" (ours)" if c.ours else ""), measured="",
-                         criterion=c.criterion, paper=c.paper, verdict="not run",
-                         why="the chapter was not run", figure=c.figure, scale="") for c in ch.claims]
-            table = pd.DataFrame(rows, columns=["key", "claim", "measured", "criterion", "paper",
-                                                "verdict", "why", "figure", "scale"]).set_index("key")
+        loaded = load_run(name, runs[name]) if name in runs and name not in stale else None
+        if name in stale:
+            table = _undecided(ch, STALE_VERDICT, "its outputs are not those its last run made "
+                               "from today's inputs (edited, deleted or older): rerun the chapter")
+        elif loaded is None:
+            table = _undecided(ch, "not run", "the chapter was not run")
         else:
             table = assess(ch.claims, *loaded)
         frames.append(table.assign(chapter=name))

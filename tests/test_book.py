@@ -62,6 +62,7 @@ def test_scorecard_has_a_verdict_and_a_figure_link_for_every_claim(smoke_book):
     html = (index.parent / "scorecard.html").read_text()
     for chapter, claim in claims:  # each figure link resolved to its chapter page
         assert f'href="chapters/{chapter}.html#{claim.figure}"' in html, claim.key
+    assert "stale: rerun" not in (book_dir / "_generated" / "summary.md").read_text()
 
 
 def test_unchanged_chapter_is_skipped(smoke_book):

@@ -43,16 +43,17 @@ def test_cache_is_built_once_and_atomically(tmp_path, monkeypatch):
         calls.append(out)
         (out / "weights").write_text("w")
 
-    path = models._cached_dir("thing", build)
+    whole = lambda path: None  # noqa: E731 - every cached folder is whole
+    path = models._cached_dir("thing", build, whole)
     assert (path / "weights").read_text() == "w"
-    assert models._cached_dir("thing", build) == path and len(calls) == 1
+    assert models._cached_dir("thing", build, whole) == path and len(calls) == 1
 
     def broken(out):
         (out / "half").write_text("h")
         raise RuntimeError("interrupted")
 
     with pytest.raises(RuntimeError):
-        models._cached_dir("other", broken)
+        models._cached_dir("other", broken, whole)
     assert sorted(p.name for p in (tmp_path / "rlntp").iterdir()) == ["thing"]  # no half model
 
 

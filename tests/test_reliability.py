@@ -17,7 +17,7 @@ import pytest
 import torch
 from conftest import copy_book
 
-from rlntp import book
+from rlntp import book, stamps
 from rlntp.config import ConfigError
 from rlntp.data.math_text import DataError, data_hash, data_root, load_problems
 from rlntp.experiments import gsm8k_math
@@ -80,17 +80,17 @@ def test_runner_stamp_covers_data_environment_and_out_dir(tmp_path, monkeypatch)
     data = _sample_data(tmp_path / "data")
     params = {"data_dir": str(data)}
     name = "05_gsm8k_math"
-    before = book._stamp(name, "smoke", params, tmp_path / "runs")
-    assert book._stamp(name, "smoke", params, tmp_path / "runs") == before
-    assert book._stamp(name, "smoke", params, tmp_path / "other") != before
+    before = stamps.inputs_hash(name, "smoke", params, tmp_path / "runs")
+    assert stamps.inputs_hash(name, "smoke", params, tmp_path / "runs") == before
+    assert stamps.inputs_hash(name, "smoke", params, tmp_path / "other") != before
     with open(data / "gsm8k" / "sample_train.jsonl", "a") as f:
         f.write(json.dumps({"question": "1+1?", "answer": "2\n#### 2"}) + "\n")
-    edited = book._stamp(name, "smoke", params, tmp_path / "runs")
+    edited = stamps.inputs_hash(name, "smoke", params, tmp_path / "runs")
     assert edited != before  # the data the chapter reads changed
-    env = book.environment()
+    env = stamps.environment()
     assert any(p.startswith("torch==") for p in env["packages"])
-    monkeypatch.setattr(book, "environment", lambda: {**env, "packages": ["torch==0.0"]})
-    assert book._stamp(name, "smoke", params, tmp_path / "runs") != edited
+    monkeypatch.setattr(stamps, "environment", lambda: {**env, "packages": ["torch==0.0"]})
+    assert stamps.inputs_hash(name, "smoke", params, tmp_path / "runs") != edited
 
 
 def test_runner_stops_in_one_line_on_an_unwritable_runs_dir(tmp_path):
@@ -206,6 +206,7 @@ def test_a_model_typo_fails_at_once_naming_model(model):
 
 def test_models_that_need_the_hub_are_explicit(tmp_path):
     assert not resolve(GSM8KMathConfig, preset="smoke").uses_hub
+    (tmp_path / "config.json").write_text("{}")  # a saved model folder
     assert not resolve(GSM8KMathConfig, preset="smoke", model=str(tmp_path)).uses_hub
     assert resolve(GSM8KMathConfig, preset="smoke", model="meta-llama/Llama-3.2-3B").uses_hub
 
@@ -487,4 +488,4 @@ def test_no_socket_use_when_resolving_configs(monkeypatch):
 
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
     resolve(GSM8KMathConfig, preset="smoke")
-    book._stamp("05_gsm8k_math", "smoke", {})
+    stamps.inputs_hash("05_gsm8k_math", "smoke", {}, REPO / "runs")

@@ -135,8 +135,14 @@ def read_jsonl(path: Path) -> list[tuple[str, dict]]:
         where = f"{path} line {number}"
         try:
             record = json.loads(line)
+            json.dumps(record, ensure_ascii=False).encode("utf-8")  # every string valid Unicode
         except json.JSONDecodeError as e:
             raise DataError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
+        except RecursionError:
+            raise DataError(f"{where}: JSON nested too deeply (a record is one flat object)") from None
+        except UnicodeEncodeError as e:
+            raise DataError(f"{where}: a string holds the lone surrogate {e.object[e.start:e.end]!r}: "
+                            "not valid Unicode text") from None
         if not isinstance(record, dict):
             raise DataError(f"{where}: not a JSON object")
         rows.append((where, record))

@@ -44,6 +44,7 @@ from rlntp.config import (
     param,
     require,
     require_at_least,
+    require_list,
     require_positive,
 )
 from rlntp.data.math_text import (
@@ -113,9 +114,7 @@ class GSM8KMathConfig(RLPart, ExperimentConfig):
         require(self.device in ("auto", "cpu", "cuda"), "device", self.device,
                 "'auto', 'cpu' or 'cuda' (TRL places the model itself: choose a GPU with "
                 "CUDA_VISIBLE_DEVICES=N)")
-        require(len(self.datasets) > 0 and len(set(self.datasets)) == len(self.datasets)
-                and all(d in DATASETS for d in self.datasets), "datasets", self.datasets,
-                f"a non-empty list of distinct names from {DATASETS}")
+        require_list(self, "datasets", f"names from {DATASETS}", lambda d: d in DATASETS)
         require(self.dtype in ("float32", "bfloat16"), "dtype", self.dtype,
                 "'float32' or 'bfloat16'")
         require(0.0 <= self.p_cot <= 1.0, "p_cot", self.p_cot, "a number in [0, 1]")
@@ -123,9 +122,8 @@ class GSM8KMathConfig(RLPart, ExperimentConfig):
                                    "stop_flat"))
         require_at_least(self, 1, ("sft_epochs", "sft_batch_size", "max_completion_length",
                                    "eval_batch_size"))
-        require(len(self.sft_checkpoints) > 0 and all(
-            1 <= e <= self.sft_epochs for e in self.sft_checkpoints), "sft_checkpoints",
-            self.sft_checkpoints, f"a non-empty list of epochs in 1..sft_epochs={self.sft_epochs}")
+        require_list(self, "sft_checkpoints", f"epochs in 1..sft_epochs={self.sft_epochs}",
+                     lambda e: 1 <= e <= self.sft_epochs)
         require(self.train_size == 0 or self.train_size >= self.prompts_per_iter, "train_size",
                 self.train_size, f"0 (all) or at least prompts_per_iter={self.prompts_per_iter}")
         require_positive(self, ("sft_learning_rate",))
@@ -323,7 +321,7 @@ def solution_lengths(cfg: GSM8KMathConfig) -> tuple[pd.DataFrame, dict[str, Any]
     tok = load_tokenizer(cfg.model)
     kw = dict(seed=0, data_dir=cfg.data_dir, sample=cfg.sample_data)
     lengths = {}
-    for d in DATASETS:
+    for d in cfg.datasets:  # the data the run reads (and hashes), no other
         solutions = [p.long for p in load_problems(d, "train", **kw)]
         lengths[d] = np.array([len(ids) for ids in tok(solutions, add_special_tokens=False)["input_ids"]])
     fits = f"fits in {cfg.max_completion_length}"
@@ -332,9 +330,11 @@ def solution_lengths(cfg: GSM8KMathConfig) -> tuple[pd.DataFrame, dict[str, Any]
              "95th percentile": np.percentile(n, 95), fits: (n <= cfg.max_completion_length).mean()}
          for d, n in lengths.items()}, orient="index")
     values: dict[str, Any] = {}
-    for d, n in lengths.items():
-        values |= {f"p95_{d}": int(np.percentile(n, 95)), f"median_{d}": int(np.median(n)),
-                   f"fit_{d}": float((n <= cfg.max_completion_length).mean())}
+    for d in DATASETS:  # NaN for a dataset this run skipped
+        n = lengths.get(d)
+        values |= ({f"p95_{d}": int(np.percentile(n, 95)), f"median_{d}": int(np.median(n)),
+                    f"fit_{d}": float((n <= cfg.max_completion_length).mean())} if n is not None else
+                   {f"{k}_{d}": float("nan") for k in ("p95", "median", "fit")})
     return table, values
 
 

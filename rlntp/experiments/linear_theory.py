@@ -27,7 +27,7 @@ import torch
 
 from rlntp.chapter import Chapter, Done
 from rlntp.claims import Claim, Result
-from rlntp.config import ExperimentConfig, param, require
+from rlntp.config import ExperimentConfig, param, require, require_list, require_temperature
 from rlntp.models.linear import (
     Rollouts,
     generate,
@@ -92,19 +92,16 @@ class LinearTheoryConfig(ExperimentConfig):
         require(self.device in ("auto", "cpu"), "device", self.device,
                 "'auto' or 'cpu': the linear models of this chapter run on the cpu")
         require(self.d >= 3, "d", self.d, "an integer >= 3 (for d = 2 the parity is a feature)")
-        require(len(self.d_values) > 0 and min(self.d_values) >= 3, "d_values", self.d_values,
-                "a non-empty list of integers >= 3")
+        require_list(self, "d_values", "integers >= 3", lambda d: d >= 3)
         for name in ("p_cot_values", "rl_p_cot_values"):
-            v = getattr(self, name)
-            require(len(v) > 0 and all(0 < p < 1 for p in v), name, v,
-                    "a non-empty list of numbers strictly between 0 and 1")
-        require(len(self.rl_method) > 0 and set(self.rl_method) <= set(RL_METHODS),
-                "rl_method", self.rl_method, f"a non-empty list from {RL_METHODS}")
+            require_list(self, name, "numbers strictly between 0 and 1", lambda p: 0 < p < 1)
+        require_list(self, "rl_method", f"values from {RL_METHODS}", lambda m: m in RL_METHODS)
         for name in ("sgd_steps_per_bit", "batch_size", "long_demos_per_bit", "rl_rounds",
                      "samples_per_round", "star_steps", "eval_size", "rl_long_per_round"):
             require(getattr(self, name) >= 1, name, getattr(self, name), "an integer >= 1")
-        for name in ("pretrain_learning_rate", "star_learning_rate", "learning_rate", "temperature"):
+        for name in ("pretrain_learning_rate", "star_learning_rate", "learning_rate"):
             require(getattr(self, name) > 0, name, getattr(self, name), "a number > 0")
+        require_temperature(self)
         most = self.sgd_steps_per_bit * max(self.d, *self.d_values) * self.batch_size
         require(self.pretrain_budget >= most, "pretrain_budget", self.pretrain_budget,
                 f"at least sgd_steps_per_bit * max(d, d_values) * batch_size = {most} sequences")

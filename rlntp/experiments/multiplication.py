@@ -19,7 +19,16 @@ import torch
 
 from rlntp.chapter import Chapter, Done
 from rlntp.claims import Claim, Result, fmt
-from rlntp.config import REPO, ExperimentConfig, ModelPart, NTPPart, RLLoopPart, param, require
+from rlntp.config import (
+    REPO,
+    ExperimentConfig,
+    ModelPart,
+    NTPPart,
+    RLLoopPart,
+    param,
+    require,
+    require_list,
+)
 from rlntp.data import multiplication as mul
 from rlntp.data.multiplication import MAX_DIGITS, MultiplicationTask
 from rlntp.experiments import runs
@@ -66,14 +75,8 @@ class MultiplicationConfig(RLLoopPart, NTPPart, ModelPart, ExperimentConfig):
         require(1 <= self.digits <= MAX_DIGITS, "digits", self.digits,
                 f"an integer in 1..{MAX_DIGITS} (products must fit int64)")
         require(0 <= self.p_cot <= 1, "p_cot", self.p_cot, "a number in [0, 1]")
-        steps_ok = all(0 <= s <= self.pretrain_iters and s % self.ckpt_every == 0
-                       and s % self.pretrain_eval_every == 0 for s in self.branch_steps)
-        require(len(self.branch_steps) > 0 and steps_ok, "branch_steps", self.branch_steps,
-                f"multiples of ckpt_every={self.ckpt_every} and pretrain_eval_every="
-                f"{self.pretrain_eval_every} in 0..pretrain_iters={self.pretrain_iters}")
-        require(len(self.methods) > 0 and set(self.methods) <= set(METHODS)
-                and len(set(self.methods)) == len(self.methods), "methods", self.methods,
-                f"a non-empty list of distinct values from {tuple(METHODS)}")
+        runs.require_branch_steps(self)
+        require_list(self, "methods", f"values from {tuple(METHODS)}", lambda m: m in METHODS)
         require(self.reward in REWARDS, "reward", self.reward, f"one of {REWARDS}")
 
     @property

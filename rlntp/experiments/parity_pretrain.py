@@ -16,7 +16,7 @@ import pandas as pd
 
 from rlntp.chapter import Chapter, Done
 from rlntp.claims import Claim, Result, fmt, wilson
-from rlntp.config import ExperimentConfig, ModelPart, NTPPart, param, require
+from rlntp.config import ExperimentConfig, ModelPart, NTPPart, param, require, require_list
 from rlntp.data.parity import ParityTask
 from rlntp.experiments.runs import pretrain_rows, pretrain_run
 from rlntp.parallel import Stage
@@ -72,9 +72,7 @@ class ParityPretrainConfig(ParityBase):
 
     def check(self) -> None:
         for name in ("p_cot_values", "leap_p_cot_values"):
-            v = getattr(self, name)
-            require(all(0 < p <= 1 for p in v), name, v, "values in (0, 1]")
-            require(len(set(v)) == len(v), name, v, "distinct values")
+            require_list(self, name, "numbers in (0, 1]", lambda p: 0 < p <= 1)
         require(1 <= self.chain_step <= self.d, "chain_step", self.chain_step, f"1..d (d={self.d})")
         require(1 <= self.leap_step <= self.d, "leap_step", self.leap_step, f"1..d (d={self.d})")
 

@@ -24,9 +24,17 @@ import pandas as pd
 
 from rlntp.chapter import Chapter, Done
 from rlntp.claims import Claim, Result, fmt, wilson
-from rlntp.config import RLLoopPart, param, require
+from rlntp.config import TEMPERATURES, RLLoopPart, is_temperature, param, require, require_list
 from rlntp.experiments.parity_pretrain import CHANCE, LEARNED, TRANSFORMER, ParityBase, pooled
-from rlntp.experiments.runs import RLRun, carry_forward, pretrain_rows, pretrain_run, rl_rows, rl_run
+from rlntp.experiments.runs import (
+    RLRun,
+    carry_forward,
+    pretrain_rows,
+    pretrain_run,
+    require_branch_steps,
+    rl_rows,
+    rl_run,
+)
 from rlntp.parallel import Stage
 from rlntp.rl.star import star_recursion
 from rlntp.rl.train import METHODS
@@ -69,19 +77,12 @@ class ParityRLConfig(RLLoopPart, ParityBase):
 
     def check(self) -> None:
         require(0 < self.p_cot <= 1, "p_cot", self.p_cot, "a float in (0, 1]")
-        steps_ok = all(0 <= s <= self.pretrain_iters and s % self.ckpt_every == 0
-                       and s % self.pretrain_eval_every == 0 for s in self.branch_steps)
-        require(len(self.branch_steps) > 0 and steps_ok, "branch_steps", self.branch_steps,
-                f"multiples of ckpt_every={self.ckpt_every} and pretrain_eval_every="
-                f"{self.pretrain_eval_every} in 0..pretrain_iters={self.pretrain_iters}")
+        require_branch_steps(self)
         require(self.rl_branch in self.branch_steps, "rl_branch", self.rl_branch,
                 f"one of branch_steps={self.branch_steps}")
         for name, allowed in (("methods", tuple(METHODS)), ("rewards", REWARDS)):
-            v = getattr(self, name)
-            require(len(v) > 0 and set(v) <= set(allowed) and len(set(v)) == len(v), name, v,
-                    f"a non-empty list of distinct values from {allowed}")
-        require(len(self.temperatures) > 0 and all(t > 0 for t in self.temperatures),
-                "temperatures", self.temperatures, "a non-empty list of positive floats")
+            require_list(self, name, f"values from {allowed}", lambda v, allowed=allowed: v in allowed)
+        require_list(self, "temperatures", TEMPERATURES, is_temperature)
         require(self.grid_n_seeds >= 0, "grid_n_seeds", self.grid_n_seeds,
                 "an integer >= 0 (0: all seeds)")
         require(0 <= self.low_p_cot < self.p_cot, "low_p_cot", self.low_p_cot,

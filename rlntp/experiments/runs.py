@@ -19,10 +19,18 @@ from typing import Any
 import pandas as pd
 
 from rlntp import seeds
-from rlntp.config import ExperimentConfig, ModelPart, NTPPart, OptimizerPart, RLLoopPart, RLPart
+from rlntp.config import (
+    ExperimentConfig,
+    ModelPart,
+    NTPPart,
+    OptimizerPart,
+    RLLoopPart,
+    RLPart,
+    require_list,
+)
 from rlntp.evaluate import evaluate
 from rlntp.models.gpt import GPT, GPTConfig
-from rlntp.results import cached, load_checkpoint_file, metric_rows, source_hash
+from rlntp.results import CheckpointError, cached, load_checkpoint_file, metric_rows, source_hash
 from rlntp.rl.train import RLHistory, train_rl
 from rlntp.task import Task
 from rlntp.train import History, checkpoint_path, train_ntp
@@ -60,15 +68,31 @@ def pretrain_run(cfg: PretrainConfig, task: Task, seed: int) -> History:
     )
 
 
+def require_branch_steps(cfg: Any) -> None:
+    """``cfg.branch_steps``: distinct pre-training steps that have a checkpoint and an evaluation."""
+    require_list(cfg, "branch_steps", f"multiples of ckpt_every={cfg.ckpt_every} and "
+                 f"pretrain_eval_every={cfg.pretrain_eval_every} in 0..pretrain_iters="
+                 f"{cfg.pretrain_iters}", lambda s: 0 <= s <= cfg.pretrain_iters
+                 and s % cfg.ckpt_every == 0 and s % cfg.pretrain_eval_every == 0)
+
+
 def load_checkpoint(cfg: PretrainConfig, task: Task, step: int, seed: int) -> GPT:
-    """The model of the pre-training run (task, seed) after ``step`` iterations (0: initial)."""
+    """The model of the pre-training run (task, seed) after ``step`` iterations (0: initial);
+    a checkpoint of another model is a :class:`CheckpointError` naming its file."""
     model = new_model(cfg, task, seed)
     if step > 0:
         path = checkpoint_path(pretrain_dir(cfg, task, seed), step)
         if not path.exists():
             raise FileNotFoundError(f"no checkpoint of step {step}, seed {seed} at {path}: were the "
                                     "rlntp sources edited as pre-training ran? Run again.")
-        model.load_state_dict(load_checkpoint_file(path, map_location=cfg.torch_device))
+        try:
+            model.load_state_dict(load_checkpoint_file(path, map_location=cfg.torch_device))
+        except (RuntimeError, AttributeError, TypeError) as e:
+            if isinstance(e, CheckpointError):
+                raise
+            raise CheckpointError(f"{path}: not a checkpoint of this model ({task.label}, GPT "
+                                  f"{cfg.n_layer} x {cfg.n_embd}): {str(e).splitlines()[-1].strip()}; "
+                                  "delete it and run again") from None
     return model
 
 

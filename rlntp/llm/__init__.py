@@ -36,11 +36,12 @@ def model_source(name: str) -> str:
     if name in KNOWN_MODELS:
         return "known"
     path = Path(name).expanduser()
-    if path.is_dir():
+    if path.is_dir() and (path / "config.json").is_file():
         return "local"
     if is_hub_id(name):
         return "hub"
-    what = ("a file, not a model folder" if path.exists() else
+    what = ("a folder without config.json, not a saved model" if path.is_dir() else
+            "a file, not a model folder" if path.exists() else
             "no such folder" if name.startswith((".", "/", "~")) or name.count("/") > 1 else
             "not a known model, a folder or a hub id 'owner/name'")
     raise ValueError(f"parameter model={name!r} is not allowed ({what}): one of "

@@ -11,6 +11,7 @@ needs only the tokenizer, which is cached the same way.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import tempfile
@@ -53,9 +54,15 @@ def smollm2_gguf() -> Path:
     return path
 
 
-def _cached_dir(name: str, build: Callable[[Path], None]) -> Path:
-    """``cache_root()/name``, built once by ``build(tmp_dir)`` into a temp folder, then renamed."""
+def _cached_dir(name: str, build: Callable[[Path], None], check: Callable[[Path], str | None]
+                ) -> Path:
+    """``cache_root()/name``, built once by ``build(tmp_dir)`` into a temp folder, then renamed;
+    built again (with a warning) when ``check`` finds it damaged (it returns what is wrong)."""
     target = cache_root() / name
+    problem = check(target) if target.exists() else None
+    if problem:
+        warnings.warn(f"{problem}: building {name} again", RuntimeWarning, stacklevel=3)
+        shutil.rmtree(target, ignore_errors=True)
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -89,6 +96,18 @@ def check_model_dir(path: str | Path) -> str | None:
     return None
 
 
+def check_tokenizer_dir(path: str | Path) -> str | None:
+    """None if the saved tokenizer folder ``path`` is whole (its JSON files there and readable),
+    else what is wrong, naming the file."""
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        f = Path(path) / name
+        try:
+            json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            return f"{f}: cannot be read ({' '.join(str(e).split())[:100]})"
+    return None
+
+
 def _save_tokenizer(out: Path) -> None:
     gguf = smollm2_gguf()
     AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(out)
@@ -105,19 +124,14 @@ def _save_smollm2(out: Path) -> None:
 
 
 def smollm2_tokenizer_dir() -> Path:
-    return _cached_dir("smollm2-135m-instruct-tokenizer", _save_tokenizer)
+    """SmolLM2's tokenizer (saved on first use, and again if the cached copy is damaged)."""
+    return _cached_dir("smollm2-135m-instruct-tokenizer", _save_tokenizer, check_tokenizer_dir)
 
 
 def smollm2_dir() -> Path:
     """The fp32 safetensors conversion of SmolLM2-135M-Instruct (converted on first use, and
     again if the cached copy is damaged)."""
-    name = "smollm2-135m-instruct-fp32"
-    target = cache_root() / name
-    problem = check_model_dir(target) if target.exists() else None
-    if problem:
-        warnings.warn(f"{problem}: converting SmolLM2 again", RuntimeWarning, stacklevel=2)
-        shutil.rmtree(target, ignore_errors=True)
-    return _cached_dir(name, _save_smollm2)
+    return _cached_dir("smollm2-135m-instruct-fp32", _save_smollm2, check_model_dir)
 
 
 def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
