@@ -469,7 +469,7 @@ def build_chapters(keys: list[str], preset: str, seed: int, p_cot: float, out: P
         if "1" in keys:
             p1 = {**params["all"], **params["1"]}
             cfg = resolve(P1, **run, out_dir=str(out / CHAPTERS["1"]), p_cot_values=[p_cot],
-                          leap_p_cot_values=[], **_fields(P1, p1))
+                          **_fields(P1, p1))  # only the main sweep's one p_cot runs here
             # chapter 2's RL settings on chapter 1's model and pre-training (the same at paper)
             shared = {k: getattr(cfg, k) for k in P1.field_names()
                       if k in P2.field_names() and k not in ("out_dir", "preset")}
