@@ -195,3 +195,11 @@ def test_chapter4_criteria():
     assert mu.mult_too_early(flat, CH4).holds is False
     early = ch4(SHORT_KNOWN, dict(acc_greedy=0.05, len_mean_greedy=CH4.task.long_len), alone=0.05)
     assert mu.mult_too_early(early, CH4).holds is True
+
+
+@pytest.mark.parametrize("claim", prl.CHAPTER.claims, ids=lambda c: c.key)
+def test_a_chapter2_criterion_on_a_run_without_its_method_is_not_run(claim):
+    """A subset of methods x rewards x temperatures leaves a criterion without rows: it says why."""
+    only_grpo = ch2({("grpo", "e2e", 1.0, CH2.rl_branch): LEARNS})
+    r = claim.measure(only_grpo[only_grpo.method == "reinforce"], CH2)
+    assert r.holds is None and r.why

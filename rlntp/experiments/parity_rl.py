@@ -148,10 +148,13 @@ def rows(cfg: ParityRLConfig, done: Done) -> list[dict[str, Any]]:
 # --- claims (paper.md sec. 3) -------------------------------------------------------------------
 def rl_wide(df: pd.DataFrame, method: str, reward: str, temperature: float, branch: int,
             experiment: str = EXPERIMENT) -> pd.DataFrame:
-    """One RL configuration's rows, one column per metric (index seed, step)."""
+    """One RL configuration's rows, one column per metric (index seed, step); no rows: an empty
+    frame that still has the columns the criteria read."""
     sub = df[(df.experiment == experiment) & (df.phase == "rl") & (df.method == method)
              & (df.reward == reward)
              & np.isclose(df.temperature.astype(float), temperature) & (df.branch_step == branch)]
+    if sub.empty:
+        return pd.DataFrame(columns=["seed", "step", "acc_greedy", "len_median_greedy", "frac_long_sample"])
     return sub.pivot_table(index=["seed", "step"], columns="metric", values="value").reset_index()
 
 
