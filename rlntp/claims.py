@@ -40,6 +40,10 @@ class Result:
     holds: bool | None
     why: str = ""
 
+    def __post_init__(self) -> None:  # numpy's bools (from pandas comparisons) become Python's
+        if self.holds is not None:
+            object.__setattr__(self, "holds", bool(self.holds))
+
 
 @dataclasses.dataclass(frozen=True)
 class Claim:

@@ -203,3 +203,41 @@ def test_a_chapter2_criterion_on_a_run_without_its_method_is_not_run(claim):
     only_grpo = ch2({("grpo", "e2e", 1.0, CH2.rl_branch): LEARNS})
     r = claim.measure(only_grpo[only_grpo.method == "reinforce"], CH2)
     assert r.holds is None and r.why
+
+
+def test_the_greedy_length_jumps_at_a_third():
+    short, long = dict(KNOWN, frac_len_d_greedy=0.05), dict(KNOWN, frac_len_d_greedy=0.97)
+    assert pp.greedy_length_jumps(ch1({0.1: short, 0.4: long}), CH1).holds is True
+    assert pp.greedy_length_jumps(ch1({0.1: short, 0.4: short}), CH1).holds is False  # no jump
+    random = pp.greedy_length_jumps(ch1({0.1: dict(RANDOM, frac_len_d_greedy=0.0), 0.4: long}), CH1)
+    assert random.holds is None and random.measured
+
+
+def test_the_grid_learns_but_the_failure_case():
+    hot = max(CH2.temperatures)
+    grid = {(m, r, t, CH2.rl_branch): LEARNS for m, r in (("grpo", "e2e"), ("star", "cot"))
+            for t in CH2.temperatures}
+    present = {**grid, ("star", "e2e", hot, CH2.rl_branch): FLAT}  # the failure case is left out
+    assert prl.every_configuration_learns(ch2(present), CH2).holds is True
+    absent = {**present, ("grpo", "e2e", 0.75, CH2.rl_branch): FLAT}
+    r = prl.every_configuration_learns(ch2(absent), CH2)
+    assert r.holds is False and "grpo e2e tau = 0.75" in r.measured
+
+
+def test_sampled_lengths_move_from_short_to_long():
+    key = ("grpo", "e2e", 1.0, CH2.rl_branch)
+    grows = [START, dict(START, frac_long_sample=0.5), dict(START, frac_long_sample=0.98)]
+    assert prl.lengths_move_to_d(ch2({key: grows}), CH2).holds is True
+    assert prl.lengths_move_to_d(ch2({key: FLAT}), CH2).holds is False
+
+
+def test_grpo_from_several_known_checkpoints():
+    chain = {(s, b): 0.99 for s in CH2.seeds for b in CH2.branch_steps}
+    pre = [r for (s, b), v in chain.items()
+           for r in rows(prl.EXPERIMENT, "pretrain", {"acc_sample_long": v}, seed=s, step=b)]
+    runs = {("grpo", "e2e", 1.0, b): LEARNS for b in CH2.branch_steps}
+    assert prl.grpo_from_known_checkpoints(pd.concat([ch2(runs), pd.DataFrame(pre)]), CH2).holds is True
+    flat = {**runs, ("grpo", "e2e", 1.0, 300): FLAT}
+    assert prl.grpo_from_known_checkpoints(pd.concat([ch2(flat), pd.DataFrame(pre)]), CH2).holds is False
+    unknown = prl.grpo_from_known_checkpoints(ch2(runs), CH2)  # no checkpoint knows the chain
+    assert unknown.holds is None

@@ -335,4 +335,9 @@ CHAPTER = Chapter(MultiplicationConfig, rows, stages, claims=(
           "without making them right", SCALE, "some branch: mean greedy "
           "length up by half the gap between the formats, greedy acc < 0.5", "fig-04-grpo", mult_too_early,
           ours=True),
+    Claim("mult_7x7", "5", "Multiplication: 7 x 7 digits at p_cot = 0.1 fails even after 38 GPU-hours",
+          "7 x 7 digits, p_cot = 0.1, GPT-2", "GRPO from every checkpoint stays below 0.5 greedy accuracy",
+          "fig-04-grpo", lambda df, cfg: Result("", None, "not run: 38 GPU-hours in the paper; -p digits 7 "
+                                                "-p p_cot 0.1 at the paper preset runs it"),
+          paper="fails after 38 GPU-hours (Sec. 5)"),
 ))

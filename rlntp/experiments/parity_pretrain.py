@@ -152,6 +152,28 @@ def ntp_learns_above_third(df: pd.DataFrame, cfg: Any) -> Result:
                   "learned", "")
 
 
+def greedy_length_jumps(df: pd.DataFrame, cfg: Any) -> Result:
+    """Fig. 2 centre: greedy decoding writes the whole chain (length d) on few prompts below 1/3
+    and on most above: the pooled P(length = d), greedy, has its 95% interval below 1/2 at every
+    p_cot < 1/3 whose chain is known and above 1/2 at every p_cot > 1/3."""
+    end = final(df)
+    below = [p for p in end.p_cot.unique() if p < 1 / 3]
+    above = [p for p in end.p_cot.unique() if p > 1 / 3]
+    if not below or not above:
+        return Result("", None, "p_cot_values does not have values on both sides of 1/3")
+    known = end.groupby("p_cot").acc_sample_long.median() >= CHAIN
+    parts, ok = [], []
+    for p in sorted(below + above):
+        mean, lo, hi = pooled(end[end.p_cot == p].frac_len_d_greedy, cfg.eval_size)
+        side = "long" if p > 1 / 3 else "short"
+        parts.append(f"{mean:.2f} [{lo:.2f}, {hi:.2f}] at p_cot = {p:g}")
+        if p > 1 / 3 or known[p]:
+            ok.append(lo > 0.5 if side == "long" else hi < 0.5)
+    text = "greedy P(length = d) [95% interval]: " + "; ".join(parts)
+    return Result(text, bool(all(ok))) if len(ok) > len(above) else Result(
+        text, None, f"the chain was not learned at any p_cot below 1/3 (long answers right < {CHAIN})")
+
+
 def _per_p(final: pd.DataFrame, metric: str, ps: Any) -> str:
     """``metric`` per p_cot (median over seeds) as text, with the seed count."""
     med = final[final.p_cot.isin(ps)].groupby("p_cot")[metric].median()
@@ -275,6 +297,15 @@ CHAPTER = Chapter(ParityPretrainConfig, rows, stages, claims=(
           TRANSFORMER, "p_cot inside the 95% interval of P(long) at T = 1 (pooled over seeds) at every "
           "p_cot < 1/3", "fig-01-calibration", length_calibrated,
           paper="P(long) at T = 1 ~ p_cot (Sec. 3.2, in words; Fig. 2 centre)"),
+    Claim("length_jump", "2", "Greedy decoding writes the whole chain (length d) rarely below 1/3 and "
+          "mostly above it", TRANSFORMER, "pooled greedy P(length = d), 95% interval below 1/2 at every "
+          "p_cot < 1/3 whose chain is known, above 1/2 at every p_cot > 1/3", "fig-01-training",
+          greedy_length_jumps, paper="P(length = d), greedy, jumps at 1/3 (Fig. 2 centre)"),
+    Claim("ntp_cost", "4", "Next-token prediction alone needs extreme resources to learn parity below "
+          "1/3", TRANSFORMER, "the number of samples for NTP alone to learn, against d", "fig-01-threshold",
+          lambda df, cfg: Result("", None, "not measured: NTP alone does not learn within any budget we "
+                                 "can run; a search over budgets against d is future work"),
+          paper="exponentially many samples, or extreme compute (abstract)"),
     Claim("leap2", "4", "A leap-2 chain lowers the threshold below 1/3 (appendix)", TRANSFORMER,
           f"greedy acc >= {LEARNED} at some p_cot < 1/3, once the leap chain is learned (long answers "
           f"right >= {CHAIN})", "fig-01-threshold", leap_lowers_threshold,

@@ -25,7 +25,7 @@ import pandas as pd
 from rlntp.chapter import Chapter, Done
 from rlntp.claims import Claim, Result, fmt, wilson
 from rlntp.config import TEMPERATURES, RLLoopPart, is_temperature, param, require, require_list
-from rlntp.experiments.parity_pretrain import CHANCE, LEARNED, TRANSFORMER, ParityBase, pooled
+from rlntp.experiments.parity_pretrain import CHAIN, CHANCE, LEARNED, TRANSFORMER, ParityBase, pooled
 from rlntp.experiments.runs import (
     RLRun,
     carry_forward,
@@ -198,6 +198,59 @@ def beats_ntp_alone(df: pd.DataFrame, cfg: Any) -> Result:
             f"{int(alone.step.min())}) {ntp:.2f} [{ntp_lo:.2f}, {ntp_hi:.2f}] (greedy accuracy, "
             f"{end.seed.nunique()} seed(s))")
     return Result(text, bool(rl_lo > ntp_hi))
+
+
+def every_configuration_learns(df: pd.DataFrame, cfg: Any) -> Result:
+    """Fig. 3 left: every method x reward x temperature of the grid from ``rl_branch`` ends with a
+    greedy accuracy whose interval is above :data:`LEARNED` on every seed, but STaR with the e2e
+    reward at the highest temperature (the failure case, judged by ``star_hot``)."""
+    grid = df[(df.experiment == EXPERIMENT) & (df.phase == "rl") & (df.branch_step == cfg.rl_branch)]
+    if grid.empty:
+        return Result("", None, "no RL run from rl_branch")
+    hot, fails = max(cfg.temperatures), []
+    keys = grid[["method", "reward", "temperature"]].drop_duplicates().itertuples(index=False)
+    configs = sorted((m, r, t) for m, r, t in keys if (m, r, t) != ("star", "e2e", hot))
+    for m, r, t in configs:
+        w = rl_wide(df, m, r, t, cfg.rl_branch)
+        end = w[w.step == w.groupby("seed").step.transform("max")]
+        if not all(learned_at(a, cfg.eval_size) for a in end.acc_greedy):
+            accs = ", ".join(f"{a:.2f}" for a in end.acc_greedy)
+            fails.append(f"{m} {r} tau = {t:g} (final greedy {accs})")
+    text = f"{len(configs) - len(fails)} of {len(configs)} configurations learn on every seed"
+    return Result(text + (": not " + "; ".join(fails) if fails else ""), not fails)
+
+
+def lengths_move_to_d(df: pd.DataFrame, cfg: Any) -> Result:
+    """Fig. 3 right: over a GRPO run (e2e, tau = ``temperature``, from ``rl_branch``) the sampled
+    responses move from mostly short to mostly long: P(long) at T = 1, pooled over seeds, has its
+    95% interval below 1/2 at the start and above 1/2 at the end."""
+    w = rl_wide(df, "grpo", "e2e", cfg.temperature, cfg.rl_branch)
+    if w.empty:
+        return Result("", None, "GRPO with the e2e reward is not in methods x rewards")
+    start = w[w.step == 0].frac_long_sample
+    end = w[w.step == w.groupby("seed").step.transform("max")].frac_long_sample
+    (a, a_lo, a_hi), (b, b_lo, b_hi) = pooled(start, cfg.eval_size), pooled(end, cfg.eval_size)
+    return Result(f"P(long) at T = 1: {a:.2f} [{a_lo:.2f}, {a_hi:.2f}] at the start, {b:.2f} [{b_lo:.2f}, "
+                  f"{b_hi:.2f}] at the end ({w.seed.nunique()} seed(s))", bool(a_hi < 0.5 < b_lo))
+
+
+def grpo_from_known_checkpoints(df: pd.DataFrame, cfg: Any) -> Result:
+    """GRPO from several checkpoints (Fig. 1): from every branch step whose chain is known on a
+    seed (long answers right >= :data:`CHAIN`), that seed's run learns (interval above
+    :data:`LEARNED` at its end). Fewer than two such branches: inconclusive."""
+    pre = df[(df.experiment == EXPERIMENT) & (df.phase == "pretrain") & (df.metric == "acc_sample_long")]
+    chain = pre.set_index(["seed", "step"]).value
+    runs, learned = 0, 0
+    for b in cfg.branch_steps:
+        w = rl_wide(df, "grpo", "e2e", cfg.temperature, b)
+        for s, e in w[w.step == w.groupby("seed").step.transform("max")].set_index("seed").iterrows():
+            if chain.get((s, b), np.nan) >= CHAIN:
+                runs, learned = runs + 1, learned + learned_at(e.acc_greedy, cfg.eval_size)
+    text = f"{learned} of {runs} GRPO runs from checkpoints whose chain is known learn"
+    if len({b for b in cfg.branch_steps}) < 2 or runs < 2:
+        return Result(text if runs else "", None, "fewer than two GRPO runs start from a checkpoint whose "
+                      "chain is known")
+    return Result(text, bool(learned == runs))
 
 
 def learned_at(acc: float, n: int) -> bool:
@@ -547,6 +600,17 @@ CHAPTER = Chapter(ParityRLConfig, rows, stages, claims=(
           "a long answer double each round", TRANSFORMER, "the 95% interval of the per-round odds ratio "
           "over rounds 1-3 (pooled over seeds) contains 2", "fig-02-star", star_recursion_transformer,
           paper="p_n = 2 p_{n-1} / (1 + p_{n-1}) (Sec. 3.2, quoted)"),
+    Claim("several_checkpoints", "3", "GRPO learns from several checkpoints once the chain is known", N64,
+          f"every GRPO run from a checkpoint whose long answers are right >= {CHAIN} learns",
+          "fig-02-branches", grpo_from_known_checkpoints,
+          paper="the curves from several checkpoints all rise (Fig. 1)"),
+    Claim("grid", "3", "Every RL method, reward and temperature learns, but STaR with the end-to-end "
+          "reward at high temperature", TRANSFORMER, f"{LEARNS} at the end of every configuration from "
+          "rl_branch but that one", "fig-02-methods", every_configuration_learns,
+          paper="all curves but one rise to ~100% (Fig. 3 left)"),
+    Claim("lengths", "3", "Over a GRPO run the sampled lengths move from 1 to d", N64, "P(long) at T = 1, "
+          "pooled, below 1/2 at the start and above 1/2 at the end (95% intervals)", "fig-02-lengths",
+          lengths_move_to_d, paper="the length distribution moves from 1 to d (Fig. 3 right)"),
     Claim("too_early", "3", "RL started too early raises length without generalising",
           TRANSFORMER, "from some branch step but the last, at the end of GRPO: median greedy length >= d/2 "
           "and greedy acc <= 0.75 on most seeds, while a later branch of the same seed learns",
