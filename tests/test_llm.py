@@ -135,6 +135,10 @@ def test_smoke_preset_end_to_end(tmp_path, no_network):
     assert df[df.metric.isin(["acc_greedy", "frac_long_greedy"])].value.between(0, 1).all()
     assert (df[df.metric == "len_mean_greedy"].value <= cfg.max_completion_length).all()
     assert "Problem:" in sample_responses(run.done, cfg)
+    for claim in CHAPTER.claims:  # a random model: the gate fails, so nothing is decided
+        r = claim.measure(df, cfg)
+        assert r.holds is None and ("inconclusive: the gate failed" in r.why
+                                    or claim.key == "math"), (claim.key, r)
     again = CHAPTER.run(cfg).metrics  # cached: the same rows (NaN where no sample was long or short)
     assert again.equals(df)
 

@@ -125,7 +125,9 @@ class PretrainedLMConfig(RLPart, ExperimentConfig):
     sft_checkpoints: tuple[int, ...] = param((1, 2), "SFT epochs measured; GRPO and the control "
                                              "start from the last")
     sft_batch_size: int = param(8, "SFT batch size (also of the control)")
-    sft_learning_rate: float = param(1e-4, "SFT learning rate (AdamW, constant; ours)")
+    sft_learning_rate: float = param(2e-4, "SFT peak learning rate (AdamW; ours)")
+    sft_schedule: str = param("linear", "SFT learning-rate schedule: 'linear' (to 0 at the end of the "
+                              "SFT run, and of the control) or 'constant'")
     loss_type: str = param("dapo", f"TRL's GRPO loss normalisation, one of {LOSS_TYPES} "
                            "('dapo': per token of the batch, TRL's default)")
     max_completion_length: int = param(64, "tokens, for every sample and greedy evaluation")
@@ -142,6 +144,8 @@ class PretrainedLMConfig(RLPart, ExperimentConfig):
                 f"a non-empty list of distinct names from {DATASETS}")
         require(self.dtype in ("float32", "bfloat16"), "dtype", self.dtype,
                 "'float32' or 'bfloat16'")
+        require(self.sft_schedule in ("linear", "constant"), "sft_schedule", self.sft_schedule,
+                "'linear' or 'constant'")
         require(self.loss_type in LOSS_TYPES, "loss_type", self.loss_type, f"one of {LOSS_TYPES}")
         require(0.0 <= self.p_cot <= 1.0, "p_cot", self.p_cot, "a number in [0, 1]")
         require_at_least(self, 0, ("train_size", "test_size"))
@@ -262,7 +266,7 @@ def sft_run(cfg: PretrainedLMConfig, seed: int, root: Path) -> dict[str, Any]:
     long = choose_long(len(train), cfg.p_cot, seed)
     losses = sft(model, tok, sft_records(train, long, cfg.dataset, tok), cfg.settings(seed),
                  root / f"seed{seed}" / "sft", cfg.sft_epochs, cfg.sft_checkpoints,
-                 cfg.sft_learning_rate, cfg.sft_batch_size)
+                 cfg.sft_learning_rate, cfg.sft_batch_size, schedule=cfg.sft_schedule)
     return {"losses": losses, "n_long": sum(long), "n_train": len(long), "wall_s": time.time() - t0}
 
 
@@ -330,7 +334,8 @@ def branch(cfg: PretrainedLMConfig, seed: int, method: str, root: Path) -> dict[
         callback = _EvalAndStop(per_eval, 0, lambda m: greedy(m, tok, test, s)[0])
         long = choose_long(len(fresh), cfg.p_cot, seed + 1)
         losses = sft(model, tok, sft_records(fresh, long, cfg.dataset, tok), s, out_dir, 1, (),
-                     cfg.sft_learning_rate, cfg.sft_batch_size, callbacks=(callback,))
+                     cfg.sft_learning_rate, cfg.sft_batch_size, callbacks=(callback,),
+                     schedule=cfg.sft_schedule)
         to_step = cfg.sft_batch_size / cfg.rl_batch  # SFT step -> GRPO steps of as many sequences
         scores = {round(k * to_step): v for k, v in callback.results.items()}
         history, last = scores, max(scores)

@@ -123,9 +123,10 @@ def sample_correct(model: PreTrainedModel, tok: PreTrainedTokenizerBase,
     return [sum(right[i:i + k]) for i in range(0, len(right), k)], metrics
 
 
-def _common_args(s: TrainSettings, out_dir: Path, lr: float) -> dict[str, Any]:
+def _common_args(s: TrainSettings, out_dir: Path, lr: float, schedule: str = "constant"
+                 ) -> dict[str, Any]:
     return dict(
-        output_dir=str(out_dir), learning_rate=lr, lr_scheduler_type="constant", warmup_steps=0,
+        output_dir=str(out_dir), learning_rate=lr, lr_scheduler_type=schedule, warmup_steps=0,
         use_cpu=s.device == "cpu", bf16=s.bf16, activation_checkpointing=s.device != "cpu",
         save_strategy="no", report_to="none", seed=s.seed, data_seed=s.seed,
         disable_tqdm=True, dataloader_num_workers=0,
@@ -147,10 +148,12 @@ class _SaveEpochs(TrainerCallback):
 
 def sft(model: PreTrainedModel, tok: PreTrainedTokenizerBase, records: list[dict[str, str]],
         s: TrainSettings, out_dir: Path, epochs: int, checkpoints: tuple[int, ...], lr: float,
-        batch_size: int, callbacks: tuple[TrainerCallback, ...] = ()) -> dict[int, float]:
-    """Fine-tune on prompt-completion ``records`` for ``epochs`` (shuffled, seeded); save
-    ``out_dir/epoch_E`` for E in ``checkpoints``. Returns the mean training loss of each epoch."""
-    args = SFTConfig(**_common_args(s, out_dir, lr), num_train_epochs=epochs,
+        batch_size: int, callbacks: tuple[TrainerCallback, ...] = (), schedule: str = "constant"
+        ) -> dict[int, float]:
+    """Fine-tune on prompt-completion ``records`` for ``epochs`` (shuffled, seeded; learning rate
+    ``schedule`` "constant" or "linear" to 0); save ``out_dir/epoch_E`` for E in ``checkpoints``.
+    Returns the mean training loss of each epoch."""
+    args = SFTConfig(**_common_args(s, out_dir, lr, schedule), num_train_epochs=epochs,
                      per_device_train_batch_size=batch_size, logging_strategy="epoch",
                      completion_only_loss=True, max_length=1024, packing=False)
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(records),
