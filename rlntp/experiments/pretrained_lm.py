@@ -589,6 +589,10 @@ def closing_values(df: pd.DataFrame, cfg: PretrainedLMConfig) -> dict[str, Any]:
     def med(frame: pd.DataFrame, metric: str) -> float:
         return float(frame[frame.metric == metric].value.median())
 
+    def cut(method: str, start: bool) -> float:
+        frame = df[df.step == 0] if start else df
+        return float(branch_end(frame, d, method, "frac_truncated_greedy").value.median())
+
     wall = {"SFT": med(sub[sub.step == cfg.gated_epoch], "wall_s_sft"),
             "checkpoints": float(sub[(sub.metric == "wall_s") & sub.method.isna()].value.sum()
                                  / max(1, sub.seed.nunique())),
@@ -597,6 +601,10 @@ def closing_values(df: pd.DataFrame, cfg: PretrainedLMConfig) -> dict[str, Any]:
             "advantage_text": advantage(d)(df, cfg).measured.split("; gate")[0],
             "length_text": length_rises(d)(df, cfg).measured,
             "rollout_truncated": med(rl, "frac_truncated_rollout"),
+            "truncated_text": "greedy responses cut at the completion limit: " + ", ".join(
+                f"{fmt(cut(m, start), '.1%')} {name}" for name, m, start in (
+                    ("at the checkpoint", "grpo", True), ("after GRPO", "grpo", False),
+                    ("after the control", CONTROL, False))),
             "reward_first": med(rl[rl.step == rl.step[rl.metric == "reward_mean"].min()], "reward_mean"),
             "reward_last": med(rl[rl.step == rl.step.max()], "reward_mean"),
             "wall_text": ", ".join(f"{k} {v:.0f} s" for k, v in wall.items())}
