@@ -18,6 +18,7 @@ from rlntp.experiments import linear_theory as lt
 from rlntp.experiments import multiplication as mult
 from rlntp.experiments import parity_pretrain as pp
 from rlntp.experiments import parity_rl as prl
+from rlntp.experiments import pretrained_lm as lm
 from rlntp.experiments.runs import carry_forward
 from rlntp.rl.star import star_recursion
 
@@ -382,34 +383,37 @@ def plot_mult_branches(df: pd.DataFrame, cfg: Any) -> plt.Figure:
 
 
 # --- chapter 5 ------------------------------------------------------------------------------------
-def plot_sft_grpo(df: pd.DataFrame, cfg: Any) -> plt.Figure:
-    """SFT (grey; checkpoints as stars, the model before SFT as an open circle) and GRPO from each
-    checkpoint (colours), mean over seeds against training sequences seen, one column per dataset:
-    greedy accuracy, mean length, fraction long."""
-    labels = {"acc_greedy": "greedy test accuracy", "len_mean_greedy": "mean length (tokens)",
-              "frac_long_greedy": "fraction long"}
-    fig, axes = plt.subplots(3, len(cfg.datasets), figsize=(7, 8), sharex="col", squeeze=False)
-    palette = colors(len(cfg.sft_checkpoints), "plasma")
+def _median_band(ax: plt.Axes, frame: pd.DataFrame, **line_kw) -> None:
+    """The median over seeds against sequences seen, with the seeds' range as a band."""
+    g = frame.groupby("sequences_seen").value.agg(["median", "min", "max"])
+    (line,) = ax.plot(g.index, g["median"], **line_kw)
+    ax.fill_between(g.index, g["min"], g["max"], color=line.get_color(), alpha=0.2, lw=0)
+
+
+def plot_lm_branches(df: pd.DataFrame, cfg: Any) -> plt.Figure:
+    """SFT on the mixture (grey, its checkpoints as dots, the gated one a star), then GRPO (blue)
+    or more SFT, the control (orange), from the gated checkpoint: greedy test accuracy and mean
+    response length against training sequences seen, median over seeds with their range; one
+    column per dataset."""
+    fig, axes = plt.subplots(2, len(cfg.datasets), figsize=(7, 5.6), sharex="col", squeeze=False)
     for col, d in enumerate(cfg.datasets):
         sub = df[df.experiment == d]
-        sft_curve = sub[sub.phase == "sft"].groupby(["metric", "step"]).agg(
-            x=("sequences_seen", "first"), y=("value", "mean")).reset_index()
-        rl_curve = sub[sub.phase == "rl"].groupby(["metric", "branch_step", "step"]).agg(
-            x=("sequences_seen", "first"), y=("value", "mean")).reset_index()
-        for ax, metric in zip(axes[:, col], labels, strict=True):
-            s = sft_curve[sft_curve.metric == metric].sort_values("step")
-            ax.plot(s.x, s.y, color="0.4", lw=1, label="SFT")
-            ax.plot(s.x[s.step == 0], s.y[s.step == 0], "o", mfc="none", color="0.4")
-            for c, epoch in zip(palette, cfg.sft_checkpoints, strict=True):
-                star = s[s.step == epoch]
-                ax.plot(star.x, star.y, "*", ms=13, color=c, zorder=3)
-                r = rl_curve[(rl_curve.metric == metric) & (rl_curve.branch_step == epoch)]
-                ax.plot(r.x, r.y, "-", color=c, lw=1.8, label=f"GRPO from epoch {epoch}")
-            if col == 0:
-                ax.set_ylabel(labels[metric])
-        axes[0, col].set_title(d)
-        axes[-1, col].set_xlabel("training sequences seen")
-    axes[0, 0].legend(loc="best", fontsize=8)
+        stars = sub[(sub.phase == "sft") & sub.method.isna()]
+        for ax, metric in zip(axes[:, col], ("acc_greedy", "len_mean_greedy"), strict=True):
+            s = stars[stars.metric == metric]
+            _median_band(ax, s, color="0.4", marker="o", label="SFT on the mixture")
+            gated = s[s.step == cfg.gated_epoch].value.median()
+            ax.plot(s.sequences_seen.max(), gated, "*", ms=14, color="0.2", zorder=3)
+            for method, color, label in (("grpo", "C0", "then GRPO"),
+                                         (lm.CONTROL, "C1", "then more SFT (control)")):
+                b = sub[(sub.method == method) & (sub.metric == metric)]
+                _median_band(ax, b, color=color, lw=2, label=label)
+        axes[0, col].set(title=d, ylim=(-0.02, 1.02))
+        axes[1, col].set_xlabel("training sequences seen")
+        axes[1, col].axhline(cfg.max_completion_length, color="grey", ls=":", lw=1)
+    axes[0, 0].set_ylabel("greedy test accuracy")
+    axes[1, 0].set_ylabel("mean response length (tokens)")
+    axes[0, 0].legend(loc="upper left", fontsize=8)
     fig.suptitle(f"{cfg.model}, p_cot = {cfg.p_cot:g}, {len(cfg.seeds)} seed(s), "
                  f"{cfg.test_size or 'all'} test problems", fontsize=10)
     fig.tight_layout()

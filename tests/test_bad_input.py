@@ -57,12 +57,12 @@ def test_bad_unicode_and_deep_nesting_name_the_file_and_line(tmp_path, line, nee
 # 11 -----------------------------------------------------------------------------------------------
 def test_a_folder_that_is_no_model_fails_naming_model_and_a_damaged_tokenizer_is_rebuilt(
         tmp_path, monkeypatch):
-    from rlntp.experiments.gsm8k_math import GSM8KMathConfig
+    from rlntp.experiments.pretrained_lm import PretrainedLMConfig
     from rlntp.llm import TINY
     from rlntp.llm.models import load_tokenizer, smollm2_tokenizer_dir
 
     with pytest.raises(ConfigError, match="model='/etc' is not allowed .*without config.json"):
-        resolve(GSM8KMathConfig, "smoke", model="/etc")
+        resolve(PretrainedLMConfig, "smoke", model="/etc")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     tokenizer = smollm2_tokenizer_dir() / "tokenizer.json"
     whole = tokenizer.read_bytes()

@@ -97,38 +97,3 @@ def test_grpo_at_001_counts_runs_of_the_low_experiment_only():
     assert grpo_length_rises_at_001(df, cfg).holds is True
     skip = grpo_length_rises_at_001(df, resolve(ParityRLConfig, preset="smoke", low_p_cot=0.02))
     assert skip.holds is None and "-p low_p_cot 0.01" in skip.why
-
-
-def _llm_rows(dataset: str, flat: list[float], acc_rl: float, stopped: float) -> list[dict]:
-    """Chapter 5 rows: the SFT star at epoch 2 (greedy 0.25; sampled long 3 of 4 right, short 1
-    of 12) and a GRPO branch from it whose steps had ``flat`` groups without reward variance."""
-    keys = dict(experiment=dataset, p_cot=0.05, seed=0)
-    star = dict(acc_greedy=0.25, acc_sample_long=0.75, n_sample_long=4.0, acc_sample_short=1 / 12,
-                n_sample_short=12.0)
-    rows = [dict(keys, phase="sft", step=2, metric=m, value=v) for m, v in star.items()]
-    rows += [dict(keys, phase="rl", branch_step=2, step=0, metric="acc_greedy", value=0.25)]
-    for step, f in enumerate(flat, start=1):
-        rows += [dict(keys, phase="rl", branch_step=2, step=step, metric=m, value=v)
-                 for m, v in (("frac_reward_zero_std", f), ("reward_mean", 0.0))]
-    end = len(flat)
-    rows += [dict(keys, phase="rl", branch_step=2, step=end, metric=m, value=v)
-             for m, v in (("acc_greedy", acc_rl), ("stopped_early", stopped))]
-    return rows
-
-
-def test_llm_claim_is_not_run_without_reward_variance_and_states_the_formats():
-    from rlntp.experiments.gsm8k_math import GSM8KMathConfig
-    from rlntp.experiments.gsm8k_math import _advantage as _llm_advantage
-
-    cfg = resolve(GSM8KMathConfig, preset="cpu")
-    assert cfg.sft_checkpoints == (2,)
-    flat = pd.DataFrame(_llm_rows("gsm8k", [1.0, 1.0], 0.25, 1.0))
-    r = _llm_advantage("gsm8k")(flat, cfg)
-    assert r.holds is None and "stopped early after 2 step(s)" in r.why
-    assert "long ones right 0.75 (n = 4), short ones right 0.08 (n = 12)" in r.measured
-    learns = pd.DataFrame(_llm_rows("gsm8k", [1.0, 0.5, 0.5], 0.375, 0.0))
-    assert _llm_advantage("gsm8k")(learns, cfg).holds is True
-    same = pd.DataFrame(_llm_rows("gsm8k", [0.5], 0.25, 0.0))
-    assert _llm_advantage("gsm8k")(same, cfg).holds is False
-    absent = _llm_advantage("math")(learns, resolve(GSM8KMathConfig, preset="smoke"))
-    assert absent.holds is None and "datasets" in absent.why

@@ -101,10 +101,11 @@ def test_paper_preset_on_the_cpu_warns_when_a_run_starts(tmp_path):
 
 
 def test_resolving_a_config_touches_no_file(tmp_path):
-    from rlntp.experiments.gsm8k_math import CHAPTER, GSM8KMathConfig
+    from rlntp.experiments.pretrained_lm import CHAPTER, PretrainedLMConfig
 
     out = tmp_path / "not" / "yet"
-    cfg = resolve(GSM8KMathConfig, preset="smoke", out_dir=str(out), data_dir=str(tmp_path / "nowhere"))
+    cfg = resolve(PretrainedLMConfig, preset="smoke", out_dir=str(out), datasets=["gsm8k"],
+                  data_dir=str(tmp_path / "nowhere"))
     assert cfg.path == out and not out.exists()  # nothing created, no data folder looked for
     with pytest.raises(FileNotFoundError, match="data_dir="):  # it is, when the run needs it
         CHAPTER.data(cfg)

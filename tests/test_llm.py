@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rlntp.config import ConfigError
-from rlntp.experiments.gsm8k_math import CHAPTER, GSM8KMathConfig, pick_prompts
+from rlntp.experiments.pretrained_lm import CHAPTER, PretrainedLMConfig, sample_responses
 from rlntp.llm import models
 from rlntp.llm.models import TINY, load_model, load_tokenizer, smollm2_gguf
 from rlntp.llm.train import generate
@@ -16,22 +16,25 @@ from rlntp.params import resolve
 
 
 def test_presets_resolve_and_bad_values_are_named():
-    smoke = resolve(GSM8KMathConfig, preset="smoke")
-    assert smoke.model == TINY and smoke.sample_data and smoke.dataset == "gsm8k"
-    cpu = resolve(GSM8KMathConfig, preset="cpu")
-    assert cpu.datasets == ("gsm8k", "math") and cpu.dataset == "gsm8k+math"
-    assert cpu.only("math").datasets == ("math",) and cpu.num_generations >= 8
-    paper = resolve(GSM8KMathConfig, preset="paper", device="cpu")
+    smoke = resolve(PretrainedLMConfig, preset="smoke")
+    assert smoke.model == TINY and smoke.dataset == "words"
+    cpu = resolve(PretrainedLMConfig, preset="cpu")
+    assert cpu.datasets == ("words",) and cpu.test_size >= 200 and cpu.num_generations >= 8
+    assert cpu.only("gsm8k").datasets == ("gsm8k",) and not cpu.uses_hub
+    assert cpu.branch_sequences == cpu.rl_iters * cpu.prompts_per_iter * cpu.num_generations
+    paper = resolve(PretrainedLMConfig, preset="paper", device="cpu")
     assert paper.sft_checkpoints == tuple(range(1, 31)) and paper.p_cot == 0.05
     assert paper.train_size == 0 and paper.dtype == "bfloat16"
+    assert paper.datasets == ("gsm8k", "math") and paper.gated_epoch == 30
     for params, name in [(dict(datasets=["svamp"]), "datasets"), (dict(datasets=[]), "datasets"),
                          (dict(datasets=["math", "math"]), "datasets"),
-                         (dict(stop_flat=-1), "stop_flat"), (dict(num_generations=1),
-                         "num_generations"), (dict(sft_checkpoints=[3]), "sft_checkpoints"),
-                         (dict(p_cot=2.0), "p_cot"),
-                         (dict(dtype="float16"), "dtype")]:
+                         (dict(num_generations=1), "num_generations"),
+                         (dict(sft_checkpoints=[3]), "sft_checkpoints"), (dict(p_cot=2.0), "p_cot"),
+                         (dict(dtype="float16"), "dtype"), (dict(loss_type="ppo"), "loss_type"),
+                         (dict(sft_batch_size=3), "sft_batch_size"), (dict(steps=0), "steps"),
+                         (dict(max_value=10), "max_value")]:
         with pytest.raises(ConfigError, match=name):
-            resolve(GSM8KMathConfig, preset="smoke", **params)
+            resolve(PretrainedLMConfig, preset="smoke", **params)
 
 
 def test_cache_is_built_once_and_atomically(tmp_path, monkeypatch):
@@ -105,44 +108,40 @@ def no_network(monkeypatch):
     return attempts
 
 
-def test_pick_prompts_keeps_the_solved_and_fills_a_batch():
-    records = [{"prompt": str(i), "answer": "1"} for i in range(5)]
-    kept, frac = pick_prompts(records, [0, 2, 0, 1, 0], at_least=1)
-    assert [r["prompt"] for r in kept] == ["1", "3"] and frac == 0.4
-    kept, frac = pick_prompts(records, [0, 0, 0, 0, 1], at_least=3)
-    assert [r["prompt"] for r in kept] == ["0", "1", "4"] and frac == 0.2
-
-
 def test_smoke_preset_end_to_end(tmp_path, no_network):
-    cfg = resolve(GSM8KMathConfig, preset="smoke", out_dir=str(tmp_path),
-                  datasets=["gsm8k", "math"])
+    cfg = resolve(PretrainedLMConfig, preset="smoke", out_dir=str(tmp_path),
+                  datasets=["words", "gsm8k"])
     run = CHAPTER.run(cfg)
-    rows, sfts = run.metrics.to_dict("records"), {(one.dataset, seed): r for (one, seed, _), r in
-                                                   run.done["SFT runs"]}
+    df = run.metrics
+    rows, sfts = df.to_dict("records"), {(one.dataset, seed): r for (one, seed, _), r in
+                                         run.done["SFT runs"]}
     time.sleep(0.5)  # telemetry (if any) is sent from a thread
     assert no_network == [], "chapter 5 at smoke tried to reach the network"
-    assert sfts["gsm8k", 0]["n_long"] == round(cfg.p_cot * cfg.train_size) == 2
-    assert {r["experiment"] for r in rows} == {"gsm8k", "math"}
-    metrics = {r["metric"] for r in rows}
-    assert metrics == {"acc_greedy", "len_mean_greedy", "frac_long_greedy", "loss", "reward_mean",
-                       "frac_reward_zero_std", "stopped_early", "prepass_solved",
-                       "acc_sample_long", "acc_sample_short", "n_sample_long", "n_sample_short"}
-    counts = [r["value"] for r in rows if r["phase"] == "sft"
-              and r["metric"] in ("n_sample_long", "n_sample_short")]
-    assert sum(counts) == 2 * 2 * cfg.test_size * cfg.sample_k  # 2 datasets x 2 checkpoints
-    stars = {(r["step"], r["sequences_seen"]) for r in rows if r["phase"] == "sft"}
-    assert stars == {(0, 0), (1, 8), (2, 16)}
-    rl = [r for r in rows if r["phase"] == "rl"]
-    assert {r["method"] for r in rl} == {"grpo"}
-    for r in rl:  # every generation counts
-        assert r["sequences_seen"] == r["branch_step"] * 8 + r["step"] * 2 * 2
-    assert all(0 <= r["value"] <= 1 for r in rows if r["metric"] in ("acc_greedy",
-                                                                       "frac_long_greedy"))
-    assert all(r["value"] == 0 for r in rows if r["metric"] == "stopped_early")  # stop_flat 0
-    assert all(r["value"] <= cfg.max_completion_length for r in rows
-               if r["metric"] == "len_mean_greedy")
+    assert sfts["words", 0]["n_long"] == round(cfg.p_cot * cfg.train_size) == 2
+    assert {r["experiment"] for r in rows} == {"words", "gsm8k"}
+    stars = df[(df.phase == "sft") & df.method.isna()]
+    assert set(stars.metric) == {"acc_greedy", "len_mean_greedy", "frac_long_greedy",
+                                 "frac_truncated_greedy", "acc_sample_long", "acc_sample_short",
+                                 "n_sample_long", "n_sample_short", "frac_long_sample", "loss",
+                                 "n_long_train", "wall_s", "wall_s_sft"}
+    counts = stars[stars.metric.isin(["n_sample_long", "n_sample_short"])].value
+    assert counts.sum() == 2 * 2 * cfg.test_size * cfg.sample_k  # 2 datasets x 2 checkpoints
+    assert set(zip(stars.step, stars.sequences_seen, strict=True)) == {(1, 8), (2, 16)}
+    grpo, control = df[df.method == "grpo"], df[df.method == "control"]
+    assert set(grpo.phase) == {"rl"} and set(control.phase) == {"sft"}
+    for b in (grpo, control):  # every generation counts; both branches see as many sequences
+        assert (b.sequences_seen == b.branch_step * 8 + b.step * cfg.rl_batch).all()
+        assert set(b.step[b.metric == "acc_greedy"]) == {0, 1, 2}
+    assert {"reward_mean", "frac_reward_zero_std", "frac_truncated_rollout"} <= set(grpo.metric)
+    assert df[df.metric.isin(["acc_greedy", "frac_long_greedy"])].value.between(0, 1).all()
+    assert (df[df.metric == "len_mean_greedy"].value <= cfg.max_completion_length).all()
+    assert "Problem:" in sample_responses(run.done, cfg)
+    for claim in CHAPTER.claims:  # a random model: the gate fails, so nothing is decided
+        r = claim.measure(df, cfg)
+        assert r.holds is None and ("inconclusive: the gate failed" in r.why
+                                    or claim.key == "math"), (claim.key, r)
     again = CHAPTER.run(cfg).metrics  # cached: the same rows (NaN where no sample was long or short)
-    assert again.equals(run.metrics)
+    assert again.equals(df)
 
 
 def test_grpo_stops_after_flat_steps_and_evaluates_there():

@@ -37,7 +37,7 @@ def _python(repo: Path, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize(("name", "why"), [("6_x", "not a chapter name"), ("06_Digits", "not a chapter name"),
                                            ("06_class", "not a chapter name"),
-                                           ("05_foo", "taken by 05_gsm8k_math"),
+                                           ("05_foo", "taken by 05_pretrained_lm"),
                                            ("98_parity", "a task named 'parity'"),
                                            ("98_runs", "rlntp/experiments/runs.py exists")])
 def test_a_bad_name_is_refused_in_one_line_before_anything_is_written(tmp_path, name, why):

@@ -20,8 +20,8 @@ from conftest import copy_book
 from rlntp import book, stamps
 from rlntp.config import ConfigError
 from rlntp.data.math_text import DataError, data_hash, data_root, load_problems
-from rlntp.experiments import gsm8k_math
-from rlntp.experiments.gsm8k_math import GSM8KMathConfig, runs_root
+from rlntp.experiments import pretrained_lm as lm
+from rlntp.experiments.pretrained_lm import PretrainedLMConfig, runs_root
 from rlntp.params import resolve, seed_arg
 from rlntp.results import atomic_write_bytes, atomic_write_text, current_umask
 
@@ -78,8 +78,8 @@ def test_runner_reruns_for_another_runs_dir_and_for_changed_outputs(ran_once):
 
 def test_runner_stamp_covers_data_environment_and_out_dir(tmp_path, monkeypatch):
     data = _sample_data(tmp_path / "data")
-    params = {"data_dir": str(data)}
-    name = "05_gsm8k_math"
+    params = {"data_dir": str(data), "datasets": ["gsm8k"]}
+    name = "05_pretrained_lm"
     before = stamps.inputs_hash(name, "smoke", params, tmp_path / "runs")
     assert stamps.inputs_hash(name, "smoke", params, tmp_path / "runs") == before
     assert stamps.inputs_hash(name, "smoke", params, tmp_path / "other") != before
@@ -108,8 +108,10 @@ def test_runner_stops_in_one_line_on_an_unwritable_runs_dir(tmp_path):
 def test_chapter5_cache_key_is_the_data_content_not_its_path(tmp_path):
     a = _sample_data(tmp_path / "a")
     b = _sample_data(tmp_path / "b")
-    cfg_a = resolve(GSM8KMathConfig, preset="smoke", out_dir=str(tmp_path / "out"), data_dir=str(a))
-    cfg_b = resolve(GSM8KMathConfig, preset="smoke", out_dir=str(tmp_path / "out"), data_dir=str(b))
+    cfg_a = resolve(PretrainedLMConfig, preset="smoke", out_dir=str(tmp_path / "out"), data_dir=str(a),
+                    datasets=["gsm8k"])
+    cfg_b = resolve(PretrainedLMConfig, preset="smoke", out_dir=str(tmp_path / "out"), data_dir=str(b),
+                    datasets=["gsm8k"])
     assert runs_root(cfg_a) == runs_root(cfg_b)  # same data, another folder: reused
     assert data_hash("gsm8k", a, sample=True) in runs_root(cfg_a).name
     with open(b / "gsm8k" / "sample_train.jsonl", "a") as f:
@@ -136,34 +138,34 @@ def _fake_sft(calls: list[int]):
 
 def test_chapter5_sft_is_recomputed_when_its_data_changes(tmp_path, monkeypatch):
     data = _sample_data(tmp_path / "data")
-    cfg = resolve(GSM8KMathConfig, preset="smoke", out_dir=str(tmp_path / "out"),
-                  data_dir=str(data))
+    cfg = resolve(PretrainedLMConfig, preset="smoke", out_dir=str(tmp_path / "out"),
+                  data_dir=str(data), datasets=["gsm8k"])
     calls = []
-    monkeypatch.setattr(gsm8k_math, "sft_run", _fake_sft(calls))
-    assert gsm8k_math.cached_sft_run(cfg, 0, runs_root(cfg))["losses"] == {1: 64.0}
-    assert gsm8k_math.cached_sft_run(cfg, 0, runs_root(cfg))["losses"] == {1: 64.0}
+    monkeypatch.setattr(lm, "sft_run", _fake_sft(calls))
+    assert lm.cached_sft_run(cfg, 0, runs_root(cfg))["losses"] == {1: 64.0}
+    assert lm.cached_sft_run(cfg, 0, runs_root(cfg))["losses"] == {1: 64.0}
     assert calls == [64]  # cached
     with open(data / "gsm8k" / "sample_train.jsonl", "a") as f:
         f.write(json.dumps({"question": "1+1?", "answer": "2\n#### 2"}) + "\n")
-    assert gsm8k_math.cached_sft_run(cfg, 0, runs_root(cfg))["losses"] == {1: 65.0}
+    assert lm.cached_sft_run(cfg, 0, runs_root(cfg))["losses"] == {1: 65.0}
     assert calls == [64, 65]  # the issue: the old losses were reused
 
 
 def test_chapter5_sft_is_recomputed_when_a_checkpoint_is_damaged(tmp_path, monkeypatch):
-    cfg = resolve(GSM8KMathConfig, preset="smoke", out_dir=str(tmp_path / "out"))
+    cfg = resolve(PretrainedLMConfig, preset="smoke", out_dir=str(tmp_path / "out"), datasets=["gsm8k"])
     calls = []
-    monkeypatch.setattr(gsm8k_math, "sft_run", _fake_sft(calls))
+    monkeypatch.setattr(lm, "sft_run", _fake_sft(calls))
     root = runs_root(cfg)
-    gsm8k_math.cached_sft_run(cfg, 0, root)
+    lm.cached_sft_run(cfg, 0, root)
     weights = root / "seed0" / "sft" / "epoch_2" / "model.safetensors"
     os.truncate(weights, 50)  # `truncate -s 50 model.safetensors`
     with pytest.warns(RuntimeWarning, match=str(weights)):
-        gsm8k_math.cached_sft_run(cfg, 0, root)
+        lm.cached_sft_run(cfg, 0, root)
     assert len(calls) == 2
     from rlntp.llm.models import check_model_dir
 
     assert check_model_dir(weights.parent) is None  # written whole again
-    gsm8k_math.cached_sft_run(cfg, 0, root)
+    lm.cached_sft_run(cfg, 0, root)
     assert len(calls) == 2
 
 
@@ -200,15 +202,15 @@ def test_hub_access_switches_already_imported_libraries():
 def test_a_model_typo_fails_at_once_naming_model(model):
     t0 = time.time()
     with pytest.raises(ConfigError, match="parameter model="):
-        resolve(GSM8KMathConfig, preset="smoke", model=model)
+        resolve(PretrainedLMConfig, preset="smoke", model=model)
     assert time.time() - t0 < 5
 
 
 def test_models_that_need_the_hub_are_explicit(tmp_path):
-    assert not resolve(GSM8KMathConfig, preset="smoke").uses_hub
+    assert not resolve(PretrainedLMConfig, preset="smoke").uses_hub
     (tmp_path / "config.json").write_text("{}")  # a saved model folder
-    assert not resolve(GSM8KMathConfig, preset="smoke", model=str(tmp_path)).uses_hub
-    assert resolve(GSM8KMathConfig, preset="smoke", model="meta-llama/Llama-3.2-3B").uses_hub
+    assert not resolve(PretrainedLMConfig, preset="smoke", model=str(tmp_path)).uses_hub
+    assert resolve(PretrainedLMConfig, preset="smoke", model="meta-llama/Llama-3.2-3B").uses_hub
 
 
 GUARD = textwrap.dedent('''
@@ -270,8 +272,8 @@ def test_chapter5_smoke_runs_without_network(tmp_path):
     DNS lookup: it succeeds and tries none."""
     guard, record = tmp_path / "guard.py", tmp_path / "attempts.json"
     guard.write_text(GUARD)
-    cmd = [sys.executable, str(guard), str(record), "rlntp.experiments.gsm8k_math", "--preset",
-           "smoke", "-p", f"out_dir={tmp_path / 'out'}"]
+    cmd = [sys.executable, str(guard), str(record), "rlntp.experiments.pretrained_lm", "--preset",
+           "smoke", "-p", f"out_dir={tmp_path / 'out'}", "-p", 'datasets=["words", "gsm8k"]']
     isolated = _unshare_works()
     if isolated:
         cmd = ["unshare", "-n", *cmd]
@@ -370,7 +372,7 @@ class _RunsACommand:
 
 def test_an_unwritable_out_dir_is_a_config_error_naming_it(tmp_path):
     bad = _unwritable(tmp_path)
-    cfg = resolve(GSM8KMathConfig, preset="smoke", out_dir=str(bad))
+    cfg = resolve(PretrainedLMConfig, preset="smoke", out_dir=str(bad))
     with pytest.raises(ConfigError, match=f"out_dir='{bad}'"):
         cfg.prepare()
 
@@ -423,12 +425,12 @@ def test_huge_seeds_are_rejected_cleanly():
         seed_arg("1" * 25)
     assert seed_arg("7") == 7
     with pytest.raises(ConfigError, match="seeds"):
-        resolve(GSM8KMathConfig, preset="smoke", seeds=[10**25])
+        resolve(PretrainedLMConfig, preset="smoke", seeds=[10**25])
 
 
 def test_config_error_renders_as_one_line_in_a_notebook():
     try:
-        resolve(GSM8KMathConfig, preset="smoke", p_cot=2.0)
+        resolve(PretrainedLMConfig, preset="smoke", p_cot=2.0)
     except ConfigError as e:
         rendered = e._render_traceback_()
     assert rendered == ["ConfigError: parameter p_cot=2.0 is not allowed: a number in [0, 1]"]
@@ -472,13 +474,13 @@ def test_current_umask_is_the_process_umask():
 
 def test_raw_text_parameters_are_read_like_list_ones():
     """``papermill -r p_cot 0.5`` passes text, as ``-r p_cot_values 0.5`` does: both are read."""
-    cfg = resolve(GSM8KMathConfig, preset="smoke", p_cot="0.5", rl_iters="3", workers="1",
+    cfg = resolve(PretrainedLMConfig, preset="smoke", p_cot="0.5", rl_iters="3", workers="1",
                   sample_data="true", sft_checkpoints="1")
     assert (cfg.p_cot, cfg.rl_iters, cfg.workers, cfg.sample_data) == (0.5, 3, 1, True)
     assert cfg.sft_checkpoints == (1,)
     for name, text in [("p_cot", "inf"), ("p_cot", "half"), ("rl_iters", "2.5")]:
         with pytest.raises(ConfigError, match=name):
-            resolve(GSM8KMathConfig, preset="smoke", **{name: text})
+            resolve(PretrainedLMConfig, preset="smoke", **{name: text})
 
 
 def test_no_socket_use_when_resolving_configs(monkeypatch):
@@ -487,5 +489,5 @@ def test_no_socket_use_when_resolving_configs(monkeypatch):
         raise AssertionError(f"network: {args}")
 
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    resolve(GSM8KMathConfig, preset="smoke")
-    stamps.inputs_hash("05_gsm8k_math", "smoke", {}, REPO / "runs")
+    resolve(PretrainedLMConfig, preset="smoke")
+    stamps.inputs_hash("05_pretrained_lm", "smoke", {}, REPO / "runs")

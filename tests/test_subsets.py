@@ -24,8 +24,8 @@ SUBSETS = [
     *[("03_linear_theory", {"rl_method": [m]}) for m in ("star", "reinforce")],
     *[("04_multiplication", {"methods": [m]}) for m in ("reinforce", "star")],
     ("04_multiplication", {"branch_steps": [40]}),
-    ("05_gsm8k_math", {"datasets": ["math"]}),
-    ("05_gsm8k_math", {"sft_checkpoints": [2]}),
+    ("05_pretrained_lm", {"datasets": ["math"]}),
+    ("05_pretrained_lm", {"sft_checkpoints": [2]}),
 ]
 
 
@@ -45,7 +45,7 @@ def test_chapter5_reads_only_the_datasets_it_runs(tmp_path):
     shutil.copytree(data_root() / "gsm8k", data / "gsm8k")  # no math/: only gsm8k is asked for
     book_dir = copy_book(tmp_path / "book")
     params = {"data_dir": str(data), "datasets": ["gsm8k"]}
-    assert book.run_notebook("05_gsm8k_math", "smoke", book_dir, tmp_path / "R", params) == "ran"
+    assert book.run_notebook("05_pretrained_lm", "smoke", book_dir, tmp_path / "R", params) == "ran"
     (data / "math").mkdir()  # data the chapter does not read: no rerun
     (data / "math" / "sample_train.jsonl").write_text("{}\n")
-    assert book.run_notebook("05_gsm8k_math", "smoke", book_dir, tmp_path / "R", params) == "skipped"
+    assert book.run_notebook("05_pretrained_lm", "smoke", book_dir, tmp_path / "R", params) == "skipped"

@@ -29,6 +29,7 @@ HUB = "hub"
 INSTRUCTIONS = {  # one prompt template per dataset (wrapped in the model's chat format if any)
     "gsm8k": "{question}\nGive the final answer after ####.",
     "math": "{question}\nPut the final answer in \\boxed{{}}.",
+    "words": "{question}\nGive the final answer after ####.",  # rlntp.data.word_problems
 }
 SYSTEM = "Solve the math problem."
 _CALCULATOR = re.compile(r"<<[^>]*>>")
@@ -211,8 +212,9 @@ def format_prompt(question: str, dataset: str, tokenizer=None) -> str:
 
 
 def strip_answer(response: str, dataset: str) -> str:
-    """The response without its final answer (gsm8k: from the last ``####``; math: last box)."""
-    if dataset == "gsm8k":
+    """The response without its final answer (gsm8k, words: from the last ``####``; math: the
+    last box)."""
+    if dataset in ("gsm8k", "words"):
         return response.rsplit("####", 1)[0]
     start = max(response.rfind("\\boxed{"), response.rfind("\\fbox{"))
     return response[:start] if start >= 0 else response

@@ -58,7 +58,9 @@ def math_correct(completion: str, reference: str) -> bool:
         return False
 
 
-CORRECT: dict[str, Callable[[str, str], bool]] = {"gsm8k": gsm8k_correct, "math": math_correct}
+# "words": the generated word problems of chapter 5 (rlntp.data.word_problems), in GSM8K's format
+CORRECT: dict[str, Callable[[str, str], bool]] = {"gsm8k": gsm8k_correct, "math": math_correct,
+                                                  "words": gsm8k_correct}
 
 
 def correctness_reward(dataset: str) -> Callable[..., list[float]]:

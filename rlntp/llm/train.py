@@ -79,9 +79,10 @@ def generate(model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompts: list
     return texts, lengths
 
 
-def evaluate(model: PreTrainedModel, tok: PreTrainedTokenizerBase, test: list[dict[str, str]],
-             s: TrainSettings) -> dict[str, float]:
-    """Greedy test metrics: acc_greedy, len_mean_greedy (tokens), frac_long_greedy."""
+def greedy(model: PreTrainedModel, tok: PreTrainedTokenizerBase, test: list[dict[str, str]],
+           s: TrainSettings) -> tuple[dict[str, float], list[str]]:
+    """Greedy test metrics (acc_greedy, len_mean_greedy in tokens, frac_long_greedy and
+    frac_truncated_greedy: responses cut at ``max_completion_length``) and the responses."""
     texts, lengths = generate(model, tok, [r["prompt"] for r in test], s.max_completion_length,
                               s.eval_batch_size)
     correct = CORRECT[s.dataset]
@@ -90,7 +91,14 @@ def evaluate(model: PreTrainedModel, tok: PreTrainedTokenizerBase, test: list[di
         "acc_greedy": sum(correct(t, r["answer"]) for t, r in zip(texts, test, strict=True)) / n,
         "len_mean_greedy": sum(lengths) / n,
         "frac_long_greedy": sum(is_long(t, s.dataset) for t in texts) / n,
-    }
+        "frac_truncated_greedy": sum(n_ >= s.max_completion_length for n_ in lengths) / n,
+    }, texts
+
+
+def evaluate(model: PreTrainedModel, tok: PreTrainedTokenizerBase, test: list[dict[str, str]],
+             s: TrainSettings) -> dict[str, float]:
+    """The greedy test metrics of :func:`greedy`."""
+    return greedy(model, tok, test, s)[0]
 
 
 def sample_correct(model: PreTrainedModel, tok: PreTrainedTokenizerBase,
@@ -111,12 +119,14 @@ def sample_correct(model: PreTrainedModel, tok: PreTrainedTokenizerBase,
         hits = [r for r, is_l in zip(right, long, strict=True) if is_l == want]
         metrics[f"acc_sample_{name}"] = sum(hits) / len(hits) if hits else math.nan
         metrics[f"n_sample_{name}"] = float(len(hits))
+    metrics["frac_long_sample"] = sum(long) / len(long)
     return [sum(right[i:i + k]) for i in range(0, len(right), k)], metrics
 
 
-def _common_args(s: TrainSettings, out_dir: Path, lr: float) -> dict[str, Any]:
+def _common_args(s: TrainSettings, out_dir: Path, lr: float, schedule: str = "constant"
+                 ) -> dict[str, Any]:
     return dict(
-        output_dir=str(out_dir), learning_rate=lr, lr_scheduler_type="constant", warmup_steps=0,
+        output_dir=str(out_dir), learning_rate=lr, lr_scheduler_type=schedule, warmup_steps=0,
         use_cpu=s.device == "cpu", bf16=s.bf16, activation_checkpointing=s.device != "cpu",
         save_strategy="no", report_to="none", seed=s.seed, data_seed=s.seed,
         disable_tqdm=True, dataloader_num_workers=0,
@@ -138,14 +148,17 @@ class _SaveEpochs(TrainerCallback):
 
 def sft(model: PreTrainedModel, tok: PreTrainedTokenizerBase, records: list[dict[str, str]],
         s: TrainSettings, out_dir: Path, epochs: int, checkpoints: tuple[int, ...], lr: float,
-        batch_size: int) -> dict[int, float]:
-    """Fine-tune on prompt-completion ``records`` for ``epochs``; save ``out_dir/epoch_E`` for E in
-    ``checkpoints``. Returns the mean training loss of each epoch."""
-    args = SFTConfig(**_common_args(s, out_dir, lr), num_train_epochs=epochs,
+        batch_size: int, callbacks: tuple[TrainerCallback, ...] = (), schedule: str = "constant"
+        ) -> dict[int, float]:
+    """Fine-tune on prompt-completion ``records`` for ``epochs`` (shuffled, seeded; learning rate
+    ``schedule`` "constant" or "linear" to 0); save ``out_dir/epoch_E`` for E in ``checkpoints``.
+    Returns the mean training loss of each epoch."""
+    args = SFTConfig(**_common_args(s, out_dir, lr, schedule), num_train_epochs=epochs,
                      per_device_train_batch_size=batch_size, logging_strategy="epoch",
                      completion_only_loss=True, max_length=1024, packing=False)
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(records),
-                         processing_class=tok, callbacks=[_SaveEpochs(out_dir, checkpoints, tok)])
+                         processing_class=tok,
+                         callbacks=[_SaveEpochs(out_dir, checkpoints, tok), *callbacks])
     _train(trainer)
     trainer.accelerator.wait_for_everyone()  # every process reads the checkpoints next
     return {round(h["epoch"]): h["loss"] for h in trainer.state.log_history if "loss" in h}
@@ -178,26 +191,31 @@ class _EvalAndStop(TrainerCallback):
 
 def grpo(model: PreTrainedModel, tok: PreTrainedTokenizerBase, train: list[dict[str, str]],
          test: list[dict[str, str]], s: TrainSettings, out_dir: Path, cfg: RLPart,
-         stop_flat: int = 0) -> dict[int, dict[str, float]]:
+         stop_flat: int = 0, loss_type: str = "dapo", evaluate_first: bool = True
+         ) -> dict[int, dict[str, float]]:
     """GRPO with the correctness reward, ``cfg.rl_iters`` steps of ``cfg.prompts_per_iter``
     prompts x ``cfg.num_generations`` samples (``cfg.num_iterations`` updates per batch),
     stopped early after ``stop_flat`` steps in a row without reward variance (0: never).
 
-    Returns {step: metrics}: greedy test metrics at step 0, every ``eval_every`` steps and at the
-    end; from TRL's log of every step, ``reward_mean``, ``loss`` and ``frac_reward_zero_std``
-    (the fraction of prompts whose samples all got the same reward: no gradient from them); at
-    the last step run, ``stopped_early`` (1.0 if the flat-reward rule stopped GRPO, else 0.0).
+    ``loss_type`` is TRL's normalisation of the token losses ("grpo": per sequence, which favours
+    short answers with positive advantage; "dapo": per token of the batch; "dr_grpo": by a
+    constant). Returns {step: metrics}: greedy test metrics at step 0 (unless not
+    ``evaluate_first``), every ``eval_every`` steps and at the end; from TRL's log of every step,
+    ``reward_mean``, ``loss``, ``frac_reward_zero_std`` (the fraction of prompts whose samples all
+    got the same reward: no gradient from them), ``len_mean_rollout`` and
+    ``frac_truncated_rollout`` (sampled completions cut at ``max_completion_length``); at the
+    last step run, ``stopped_early`` (1.0 if the flat-reward rule stopped GRPO, else 0.0).
     """
     args = GRPOConfig(
         **_common_args(s, out_dir, cfg.learning_rate), max_steps=cfg.rl_iters,
         per_device_train_batch_size=cfg.rl_batch, gradient_accumulation_steps=1,
         num_generations=cfg.num_generations, num_iterations=cfg.num_iterations,
         epsilon=cfg.epsilon, max_completion_length=s.max_completion_length,
-        temperature=cfg.temperature, loss_type="grpo", beta=cfg.beta, scale_rewards="group",
+        temperature=cfg.temperature, loss_type=loss_type, beta=cfg.beta, scale_rewards="group",
         logging_steps=1, log_completions=False,
     )
     callback = _EvalAndStop(cfg.eval_every, stop_flat, lambda m: evaluate(m, tok, test, s))
-    results = {0: evaluate(model, tok, test, s)}
+    results = {0: evaluate(model, tok, test, s)} if evaluate_first else {}
     trainer = GRPOTrainer(model=model, reward_funcs=correctness_reward(s.dataset), args=args,
                           train_dataset=Dataset.from_list(train), processing_class=tok,
                           callbacks=[callback])
@@ -207,6 +225,8 @@ def grpo(model: PreTrainedModel, tok: PreTrainedTokenizerBase, train: list[dict[
         if "reward" in h:
             results.setdefault(h["step"], {}).update(
                 reward_mean=h["reward"], loss=h.get("loss", math.nan),
-                frac_reward_zero_std=h.get("frac_reward_zero_std", math.nan))
+                frac_reward_zero_std=h.get("frac_reward_zero_std", math.nan),
+                len_mean_rollout=h.get("completions/mean_length", math.nan),
+                frac_truncated_rollout=h.get("completions/clipped_ratio", math.nan))
     results[max(results)]["stopped_early"] = float(callback.stopped_at is not None)
     return dict(sorted(results.items()))
