@@ -636,12 +636,16 @@ PAPER = "Llama 3.2 3B base, full data, 30 SFT epochs"
 WORDS_SCALE = "generated k-step word problems, SmolLM2-135M-Instruct (a stand-in)"
 CHAPTER = Chapter(PretrainedLMConfig, rows, stages, data=data, claims=(
     Claim("words_grpo", "6", "Word problems: SFT on a mixture, then GRPO, beats SFT alone",
-          WORDS_SCALE, CRITERION, "fig-05-branches", advantage(WORDS)),
+          WORDS_SCALE, CRITERION, "fig-05-branches", advantage(WORDS),
+          paper="GRPO beats SFT alone on GSM8K (Fig. 5 right); the word problems stand in for it (ours)"),
     Claim("words_length", "6", "Word problems: GRPO makes greedy answers long", WORDS_SCALE,
-          LENGTH, "fig-05-branches", length_rises(WORDS)),
+          LENGTH, "fig-05-branches", length_rises(WORDS),
+          paper="responses grow long under GRPO (Fig. 5 right)"),
     Claim("gsm8k", "6", "GSM8K: SFT on a mixture with p_cot = 0.05, then GRPO, beats SFT alone",
-          PAPER, CRITERION, "fig-05-branches", advantage("gsm8k")),
-    Claim("math", "6", "MATH: the same", PAPER, CRITERION, "fig-05-branches", advantage("math")),
+          PAPER, CRITERION, "fig-05-branches", advantage("gsm8k"),
+          paper="GRPO beats SFT alone (Fig. 5 right)"),
+    Claim("math", "6", "MATH: the same", PAPER, CRITERION, "fig-05-branches", advantage("math"),
+          paper="the same (the paper, MATH; its figure is not in our sources)"),
 ))
 
 
