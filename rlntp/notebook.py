@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from myst_nb import glue
 
@@ -36,9 +37,10 @@ def start(cfg: Any) -> Any:
 
 
 def glue_values(values: dict[str, Any]) -> None:
-    """Glue each value under its name for the text (no output), e.g. a chapter function's numbers."""
+    """Glue each value under its name for the text (no output), e.g. a chapter function's numbers;
+    numpy scalars become Python numbers (their repr, ``np.float64(0.32)``, cannot be formatted)."""
     for name, value in values.items():
-        glue(name, value, display=False)
+        glue(name, value.item() if isinstance(value, np.generic) else value, display=False)
 
 
 def _label(value: Any) -> str:
