@@ -96,18 +96,27 @@ def fmt(x: float | None, spec: str = ".2f") -> str:
     return "n/a" if x is None or pd.isna(x) else format(x, spec)
 
 
-def assess(claims: tuple[Claim, ...], df: pd.DataFrame, cfg: Any) -> pd.DataFrame:
-    """``claims`` decided on ``df`` (a chapter's metrics) and ``cfg`` (its resolved config): one
-    row per claim with statement, measured, criterion, verdict and why (empty for no claims)."""
+def claim_table(claims: tuple[Claim, ...], decide: Callable[[Claim], tuple[Result, str]], scale: str = ""
+          ) -> pd.DataFrame:
+    """One row per claim (statement, measured, criterion, the paper's value, verdict, why, figure,
+    scale) from ``decide(claim) -> (result, verdict)``; empty, with the columns, for no claims."""
     rows = []
     for c in claims:
-        r = c.measure(df, cfg)
+        r, v = decide(c)
         rows.append(dict(key=c.key, claim=c.statement + (" (ours)" if c.ours else ""),
-                         measured=r.measured, criterion=c.criterion, paper=c.paper,
-                         verdict=verdict(r, cfg), why=r.why, figure=c.figure,
-                         scale=cfg.scale()))
+                         measured=r.measured, criterion=c.criterion, paper=c.paper, verdict=v,
+                         why=r.why, figure=c.figure, scale=scale))
     columns = ["key", "claim", "measured", "criterion", "paper", "verdict", "why", "figure", "scale"]
     return pd.DataFrame(rows, columns=columns).set_index("key")
+
+
+def assess(claims: tuple[Claim, ...], df: pd.DataFrame, cfg: Any) -> pd.DataFrame:
+    """``claims`` decided on ``df`` (a chapter's metrics) and ``cfg`` (its resolved config)."""
+    def decide(c: Claim) -> tuple[Result, str]:
+        r = c.measure(df, cfg)
+        return r, verdict(r, cfg)
+
+    return claim_table(claims, decide, cfg.scale())
 
 
 def sentence(table: pd.DataFrame) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from rlntp.claims import STALE_VERDICT, Claim, assess
+from rlntp.claims import STALE_VERDICT, Claim, Result, assess, claim_table
 from rlntp.experiments import chapters
 from rlntp.params import resolve
 
@@ -40,13 +40,6 @@ def load_run(name: str, out_dir: Path) -> tuple[pd.DataFrame, Any] | None:
     return pd.read_csv(out_dir / "metrics.csv"), cfg
 
 
-def _undecided(ch: Any, verdict: str, why: str) -> pd.DataFrame:
-    rows = [dict(key=c.key, claim=c.statement, measured="", criterion=c.criterion, verdict=verdict,
-                 why=why, figure=c.figure, scale="") for c in ch.claims]
-    return pd.DataFrame(rows, columns=["key", "claim", "measured", "criterion", "verdict", "why",
-                                       "figure", "scale"]).set_index("key")
-
-
 def scorecard(runs: dict[str, Path], stale: Iterable[str] = ()) -> pd.DataFrame:
     """Every claim decided on the runs in ``runs`` (chapter -> its output folder); a chapter
     in ``stale`` gives "stale: rerun" (its outputs are never read), one without a finished run
@@ -55,11 +48,12 @@ def scorecard(runs: dict[str, Path], stale: Iterable[str] = ()) -> pd.DataFrame:
     for name, ch in chapters().items():
         loaded = load_run(name, runs[name]) if name in runs and name not in stale else None
         if name in stale:
-            table = _undecided(ch, STALE_VERDICT, "its outputs are not those its last run made "
-                               "from today's inputs (edited, deleted or older): rerun the chapter")
+            why = ("its outputs are not those its last run made from today's inputs (edited, "
+                   "deleted or older): rerun the chapter")
+            card = claim_table(ch.claims, lambda c, why=why: (Result("", None, why), STALE_VERDICT))
         elif loaded is None:
-            table = _undecided(ch, "not run", "the chapter was not run")
+            card = claim_table(ch.claims, lambda c: (Result("", None, "the chapter was not run"), "not run"))
         else:
-            table = assess(ch.claims, *loaded)
-        frames.append(table.assign(chapter=name))
+            card = assess(ch.claims, *loaded)
+        frames.append(card.assign(chapter=name))
     return pd.concat(frames)
