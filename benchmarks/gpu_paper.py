@@ -595,7 +595,7 @@ def run_chapter(ch: Chapter, args: argparse.Namespace, seconds: float, grace_s: 
         with precision(prec, device):
             train_rl(model, Deadline(task, rl, rl.start + rl_share + grace_s), rl_cfg, method="grpo",
                      reward="e2e", temperature=rl_cfg.temperature, seed=seed, branch_step=branch,
-                     run_dir=ckpt_dir / "rl", evaluate=rl, desc="GRPO")
+                     run_dir=ckpt_dir / "rl", evaluate=rl, n_eval=len(x), desc="GRPO")
     except _Budget:
         pass
     sync()

@@ -281,7 +281,8 @@ def bench_time_to_95(threads: int, b: dict[str, Any], cap_s: float, seed: int = 
             try:
                 train_rl(model, task, cfg, method="grpo", reward="e2e", temperature=cfg.temperature,
                          seed=seed, branch_step=cfg.rl_branch, run_dir=Path(tmp) / "rl",
-                         evaluate=checker("rl"), desc="time_to_95 GRPO")
+                         evaluate=checker("rl"), n_eval=len(x),
+                         desc="time_to_95 GRPO")
             except _Done:
                 pass
         wall = time.perf_counter() - t0

@@ -321,7 +321,7 @@ class RLLoopPart(OptimizerPart, RLPart):
     star_epochs: int = param(2, "passes over the kept responses per round (ours)")
     star_batch_size: int = param(64, "STaR fine-tuning batch size")
     star_learning_rate: float = param(2.5e-4, "STaR fine-tuning learning rate (ours)")
-    stop_acc: float = param(0.95, "early stop: greedy accuracy at least this ...")
+    stop_acc: float = param(0.95, "early stop: the 95% interval of greedy accuracy above this ...")
     stop_after: int = param(3, "... at this many evaluations in a row (0: never stop)")
 
     def check(self) -> None:

@@ -335,7 +335,7 @@ def _rl(run_dir: Path, iters: int = 4):
         return {"acc_greedy": 0.0, "w": sum(p.sum().item() for p in m.parameters())}
 
     return train_rl(model, task, cfg, method="grpo", reward="e2e", temperature=1.0, seed=0,
-                    branch_step=0, run_dir=run_dir, evaluate=evaluate)
+                    branch_step=0, run_dir=run_dir, evaluate=evaluate, n_eval=16)
 
 
 def test_a_truncated_rl_state_is_set_aside_as_in_pretraining(tmp_path):

@@ -52,7 +52,7 @@ def _train_rl(run_dir: Path, cfg: ParityRLConfig, method: str, crash_after: int 
         return evaluate(m, TASK, x, seed=1000 + it, return_lengths=True)
 
     hist = train_rl(model, TASK, cfg, method=method, reward="e2e", temperature=1.5, seed=0,
-                    branch_step=0, run_dir=run_dir, evaluate=ev, desc=method)
+                    branch_step=0, run_dir=run_dir, evaluate=ev, n_eval=len(x), desc=method)
     return model, hist, calls
 
 
@@ -82,7 +82,8 @@ def test_every_method_changes_the_parameters_in_one_iteration(tmp_path: Path, me
     model = new_model(cfg, TASK, seed=0)  # fresh: at tau = 1.5 some responses are rewarded
     before = {k: v.clone() for k, v in model.state_dict().items()}
     hist = train_rl(model, TASK, cfg, method=method, reward="e2e", temperature=1.5, seed=0,
-                    branch_step=0, run_dir=tmp_path, evaluate=lambda m, it: {"acc_greedy": 0.0})
+                    branch_step=0, run_dir=tmp_path, evaluate=lambda m, it: {"acc_greedy": 0.0},
+                    n_eval=16)
     it, seqs, m = hist[-1]
     assert it == 1 and len(hist) == 2
     assert seqs == (cfg.star_samples if method == "star" else cfg.rl_batch)
@@ -92,6 +93,19 @@ def test_every_method_changes_the_parameters_in_one_iteration(tmp_path: Path, me
     assert torch.isfinite(torch.tensor(m["loss"]))
     after = model.state_dict()
     assert any(not torch.equal(after[k], v) for k, v in before.items())
+
+
+@pytest.mark.parametrize(("acc", "stops"), [(0.96, False), (0.99, True)])
+def test_the_rl_loop_stops_only_on_the_interval_rule_the_claims_call_learned(
+        tmp_path: Path, acc: float, stops: bool) -> None:
+    """0.96 on 640 prompts has a 95% interval starting at 0.944 (not learned): the run goes on;
+    0.99 starts at 0.980: it stops after ``stop_after`` evaluations in a row."""
+    cfg = _cfg(rl_iters=6, stop_after=2)
+    hist = train_rl(new_model(cfg, TASK, seed=0), TASK, cfg, method="grpo", reward="e2e",
+                    temperature=1.5, seed=0, branch_step=0, run_dir=tmp_path,
+                    evaluate=lambda m, it: {"acc_greedy": acc}, n_eval=640)
+    assert [h[0] for h in hist] == ([0, 1, 2] if stops else list(range(7)))
+    assert hist[-1][2]["stopped"] == float(stops)
 
 
 # 3. notebook parameters -----------------------------------------------------------------------

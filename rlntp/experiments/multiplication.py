@@ -222,10 +222,10 @@ def setup_sentence(cfg: MultiplicationConfig) -> str:
             f"with the {'end-to-end' if cfg.reward == 'e2e' else 'chain-of-thought'} reward samples "
             f"{cfg.num_generations} responses for each of {cfg.prompts_per_iter} fresh problems per "
             f"iteration at temperature {cfg.temperature:g}, for at most {cfg.rl_iters} iterations "
-            f"(learning rate {cfg.learning_rate:g}); a run stops once its greedy accuracy has been at "
-            f"least {cfg.stop_acc:g} at {cfg.stop_after} evaluations in a row, and its last value is "
-            f"carried forward in the figure. Every run is evaluated on the same {cfg.eval_size} test "
-            "problems of its seed, greedily and at temperature 1.")
+            f"(learning rate {cfg.learning_rate:g}); a run stops once the 95% interval of its greedy "
+            f"accuracy has been above {cfg.stop_acc:g} at {cfg.stop_after} evaluations in a row, and its "
+            f"last value is carried forward in the figure. Every run is evaluated on the same "
+            f"{cfg.eval_size} test problems of its seed, greedily and at temperature 1.")
 
 
 def run_counts(df: pd.DataFrame) -> str:

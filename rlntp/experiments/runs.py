@@ -131,7 +131,8 @@ def rl_run(cfg: RLConfig, task: Task, run: RLRun) -> RLHistory:
             method=run.method, reward=run.reward, temperature=run.temperature, seed=run.seed,
             branch_step=run.branch_step, run_dir=path.with_suffix(""), desc=run.name,
             evaluate=lambda m, it: evaluate(
-                m, task, x, seeds.stream_seed("rl_eval_sampling", run.seed, it), return_lengths=True))
+                m, task, x, seeds.stream_seed("rl_eval_sampling", run.seed, it), return_lengths=True),
+            n_eval=len(x))
 
     return cached(path, train)
 

@@ -8,8 +8,9 @@ plan (iterations, prompts and responses per prompt, learning rate, evaluation in
 The run is evaluated at the start and every ``eval_every`` iterations (STaR: every round);
 after each evaluation its state (model, optimizer, random streams, history) is saved in
 ``run_dir``, and a run started again in the same folder continues from there with the same
-numbers. It stops early once greedy accuracy has been >= ``stop_acc`` at ``stop_after``
-consecutive evaluations (metric ``stopped`` = 1 at its last row).
+numbers. It stops early once greedy accuracy has been learned at ``stop_after`` consecutive
+evaluations: the 95% Wilson interval of its accuracy on the ``n_eval`` test prompts lies above
+``stop_acc``, the rule the chapters' claims call "learned" (metric ``stopped`` = 1 at its last row).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from rlntp.claims import wilson
 from rlntp.config import RLLoopPart
 from rlntp.results import atomic_torch_save, resume
 from rlntp.rl import grpo, reinforce, star
@@ -71,11 +73,12 @@ STATE_KEYS = ("model", "opt", "gen", "sample_gen", "history", "streak")  # of rl
 
 def train_rl(model: torch.nn.Module, task: Task, cfg: RLLoopPart, *, method: str, reward: str,
              temperature: float, seed: int, branch_step: int, run_dir: str | Path,
-             evaluate: Callable[[torch.nn.Module, int], dict[str, Any]],
+             evaluate: Callable[[torch.nn.Module, int], dict[str, Any]], n_eval: int,
              desc: str = "RL") -> RLHistory:
     """Train ``model`` (a checkpoint taken after ``branch_step`` pre-training steps) on ``task``
     with ``method`` and the ``reward`` kind, sampling at ``temperature``; ``evaluate(model, it)``
-    returns metrics. Returns ``[(iteration, RL sequences so far, metrics)]``, iteration 0 first."""
+    returns metrics on ``n_eval`` test prompts. Returns ``[(iteration, RL sequences so far,
+    metrics)]``, iteration 0 first."""
     update, plan_of = METHODS[method]
     plan = plan_of(cfg)
     device = next(model.parameters()).device
@@ -118,7 +121,8 @@ def train_rl(model: torch.nn.Module, task: Task, cfg: RLLoopPart, *, method: str
         stats |= update(model, opt, ro, cfg, temperature, ref, gen)
         if it % plan.eval_every == 0 or it == plan.iters:
             m = {**evaluate(model, it), **stats}
-            streak = streak + 1 if m["acc_greedy"] >= cfg.stop_acc else 0
+            learned = wilson(m["acc_greedy"] * n_eval, n_eval)[0] >= cfg.stop_acc
+            streak = streak + 1 if learned else 0
             stop = cfg.stop_after > 0 and streak >= cfg.stop_after and it < plan.iters
             history.append((it, it * plan.sequences_per_iter, {**m, "stopped": float(stop)}))
             state = {"model": model.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
