@@ -69,8 +69,9 @@ REPO = HERE.parent
 README = REPO / "README.md"
 START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
 ENTRIES = ("gemm", "ntp", "rl", "sampling", "time_to_95", "book")
+# the book's budget is issue 25's: the cpu book within 40 minutes on 2 cores, no chapter over 15
 GOALS = {"ntp_fraction_of_peak": 0.5, "rl_iter_speedup_vs_trl": 10.0, "time_to_95_s": 60.0,
-         "chapter_s": 300.0, "book_s": 1200.0}
+         "chapter_s": 900.0, "book_s": 2400.0}
 
 def ntp_chapters() -> dict[str, Chapter]:
     """The chapters that pre-train a GPT (their config has :class:`NTPPart`); their first stage's
