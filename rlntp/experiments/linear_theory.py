@@ -86,15 +86,15 @@ class LinearTheoryConfig(ExperimentConfig):
                                             "fine p_cot grid around 1/3 (experiment 1)")
     rl_p_cot_values: tuple[float, ...] = param((0.2, 0.1, 0.03, 0.01, 0.003),
                                                "starting points of RL (experiment 2)")
-    d_values: tuple[int, ...] = param((8, 16), "input bits of experiment 3 (a cost counts from "
-                                      "d = 8: 33 held-out prompts)")
+    d_values: tuple[int, ...] = param((8, 16), "input bits of experiment 3 (costs count from 8 "
+                                      "bits on, with 33 held-out prompts)")
     sgd_steps_per_bit: int = param(20, "pre-training: at least this many SGD steps per input bit")
     batch_size: int = param(256, "sequences per SGD step")
     pretrain_learning_rate: float = param(6.0, "pre-training SGD learning rate (decays linearly to 0)")
     long_demos_per_bit: int = param(32, "... and until this many long demos per bit (expected)")
     pretrain_budget: int = param(2**20, "... but at most this many pre-training sequences")
-    cost_start: int = param(2**11, "experiment 3: the smallest pre-training budget tried but 0 (sequences)")
-    cost_per_doubling: int = param(1, "experiment 3: pre-training budgets tried per doubling ...")
+    cost_start: int = param(2**11, "experiment 3, the smallest pre-training budget tried but 0 (sequences)")
+    cost_per_doubling: int = param(1, "experiment 3, pre-training budgets tried per doubling ...")
     # seeds 100, 101 (cost_cap 2^18, 2^19): p_cot = 1/d^2 at d = 16 succeeded only from 2^18
     # pre-training sequences (cost 3.1e5, 3.2e5); 2^-d censored at d = 16 (and at d = 8 with 2^18)
     cost_cap: int = param(2**19, "... up to this many (the search's cap)")
