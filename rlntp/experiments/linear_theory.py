@@ -20,6 +20,7 @@ sequences; in experiment 3 the search sets its length. Every experiment returns 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -45,6 +46,7 @@ from rlntp.parallel import Stage
 from rlntp.results import cached, metric_rows, source_hash
 from rlntp.rl.star import star_recursion
 from rlntp.seeds import generator
+from rlntp.task import is_test
 
 RL_METHODS = ("star", "reinforce")
 SCHEDULES = {"1/d": lambda d: 1 / d, "1/d^2": lambda d: 1 / d**2, "2^-d": lambda d: 2.0**-d}
@@ -485,15 +487,11 @@ def star_long_table(rl: pd.DataFrame, rounds: int = 5) -> pd.DataFrame:
 
 def rounds_values(rl: pd.DataFrame, df: pd.DataFrame, cfg: LinearTheoryConfig) -> dict[str, float]:
     """The numbers the text quotes on experiment 2: the slope of STaR's rounds against
-    log2((1-p)/p) (p_cot where every seed succeeded, at least two), its gap to the recursion (as
-    in metrics.csv) and the fewest and most rounds it needed (mean over seeds)."""
-    star = rounds_to_success(rl, cfg.rl_rounds)
-    star = star[star.method == "star"].groupby("p_cot").agg(rounds=("rounds", "mean"),
-                                                            censored=("censored", "any"))
-    fit = star[~star.censored]
-    slope = (float(np.polyfit(np.log2((1 - fit.index) / fit.index), fit.rounds, 1)[0])
-             if len(fit) >= 2 else np.nan)
-    return {"rounds_slope": slope,
+    log2((1-p)/p) (:func:`rounds_slope`) and the criterion's bounds, its gap to the recursion (as in
+    metrics.csv) and the fewest and most rounds it needed (mean over seeds)."""
+    star = star_rounds(rl, cfg)
+    return {"rounds_slope": rounds_slope(star), "rounds_slope_max": ROUNDS_SLOPE,
+            "rounds_intercept_max": ROUNDS_INTERCEPT,
             "star_dev3": float(_metric(df, "star_max_dev_rounds_1_3").iloc[0]),
             "star_rounds_min": float(star.rounds.min()) if len(star) else np.nan,
             "star_rounds_max": float(star.rounds.max()) if len(star) else np.nan}
@@ -511,11 +509,18 @@ def cost_wide(cost: pd.DataFrame) -> pd.DataFrame:
                             values="value").reset_index()
 
 
+def held_out_prompts(d: int) -> int:
+    """How many of the 2^d prompts are in the held-out test split (:func:`rlntp.task.is_test`)."""
+    return int(is_test(torch.tensor(list(itertools.product((0, 1), repeat=d)))).sum())
+
+
 def cost_values(cost: pd.DataFrame) -> dict[str, str]:
-    """The numbers the text quotes on experiment 3: per schedule the degrees per doubling of d
-    (:func:`degree_text`) and the d where some seed's search hit the cap."""
+    """The numbers the text quotes on experiment 3: the criterion's degree and smallest d, per
+    schedule the degrees per doubling of d (:func:`degree_text`) and the d where some seed's search
+    hit the cap."""
     tags = {"1/d": "1_d", "1/d^2": "1_d2", "2^-d": "2_d"}
-    out = {}
+    out = {"max_degree": f"{MAX_DEGREE:g}", "min_cost_d": MIN_COST_D,
+           "held_out_min_d": held_out_prompts(MIN_COST_D), "prompts_min_d": 2**MIN_COST_D}
     for name, tag in tags.items():
         b = cost_bounds(cost, name)
         out[f"degrees_{tag}"] = degree_text(growth_degrees(cost, name))
@@ -569,7 +574,7 @@ def _cost_growth(want: dict[str, bool]) -> Callable[[pd.DataFrame, Any], Result]
         undecided = [name for name, v in poly.items() if v is None]
         if undecided:
             return Result(text, None, f"no doubling of d >= {MIN_COST_D} decides p_cot = "
-                          f"{', '.join(undecided)} (a search censored at the cap, or too few d)")
+                          f"{', '.join(undecided)}: a search censored at the cap, or too few d")
         return Result(text, True)
     return measure
 
@@ -589,13 +594,19 @@ def star_rounds(df: pd.DataFrame, cfg: Any) -> pd.DataFrame:
     return g.assign(x=np.log2((1 - g.index) / g.index))
 
 
+def rounds_slope(g: pd.DataFrame) -> float:
+    """Least-squares slope of :func:`star_rounds`' rounds against x over the p_cot where every seed
+    succeeded (nan for fewer than 3)."""
+    fit = g[~g.censored]
+    return float(np.polyfit(fit.x, fit.rounds, 1)[0]) if len(fit) >= 3 else np.nan
+
+
 def linear_star_log_rounds(df: pd.DataFrame, cfg: Any) -> Result:
     g = star_rounds(df, cfg)
     if g.empty:
         return Result("", None, "STaR is not in rl_method")
     bound = ROUNDS_INTERCEPT + ROUNDS_SLOPE * g.x
-    fit = g[~g.censored]
-    slope = float(np.polyfit(fit.x, fit.rounds, 1)[0]) if len(fit) >= 3 else np.nan
+    fit, slope = g[~g.censored], rounds_slope(g)
     pts = ", ".join(f"{p:g}: {r.rounds:.1f}{'+' if r.censored else ''}" for p, r in g.iterrows())
     text = (f"STaR rounds (mean over seeds; + a lower bound) per p_cot {pts}; fitted slope against "
             f"log2((1-p)/p) = {fmt(slope)} over {len(fit)} p_cot where every seed succeeded")
