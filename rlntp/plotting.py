@@ -314,17 +314,18 @@ def plot_linear_rounds(rl: pd.DataFrame, cfg: Any) -> plt.Figure:
 
 
 def plot_cost(cost: pd.DataFrame) -> plt.Figure:
-    """Total cost (pre-training + RL sequences) to greedy accuracy >= 0.95 against d, log-log, per
-    p_cot schedule (mean over seeds); open triangles where some seed never succeeded."""
+    """Total cost (pre-training + RL sequences) from which RL reaches greedy accuracy >= 0.95
+    against d, log-log, per p_cot schedule (geometric mean over seeds); open triangles where some
+    seed's search hit its cap (a lower bound)."""
     ds = sorted(lt.cost_wide(cost).d.unique())
     fig, ax = plt.subplots(figsize=(7, 4.2))
     tex = {"1/d": "$1/d$", "1/d^2": "$1/d^2$", "2^-d": "$2^{-d}$"}
     for (name, c) in zip(lt.SCHEDULES, ["C0", "C1", "C3"], strict=True):
-        agg = lt.cost_by_d(cost, name)
+        agg = lt.cost_bounds(cost, name)
         ok, cens = agg[agg.censored == 0], agg[agg.censored > 0]
-        ax.plot(ok.d, ok.cost, "o-", color=c, label=f"$p_{{cot}}$ = {tex[name]}")
-        ax.plot(cens.d, cens.cost, "^", color=c, mfc="none", ms=9,
-                label=f"{tex[name]}: no success (censored)" if len(cens) else None)
+        ax.plot(ok.index, ok.high, "o-", color=c, label=f"$p_{{cot}}$ = {tex[name]}")
+        ax.plot(cens.index, cens.low, "^", color=c, mfc="none", ms=9,
+                label=f"{tex[name]}: cap reached (lower bound)" if len(cens) else None)
     ax.set(xscale="log", yscale="log", xlabel="d (input bits)",
            ylabel=f"sequences to greedy acc $\\geq$ {lt.SUCCESS}", title="pre-training + RL cost")
     ax.minorticks_off()

@@ -139,27 +139,96 @@ def test_star_hot_needs_its_controls():
 
 
 # --- chapter 3 --------------------------------------------------------------------------------------
-def ch3(estimate: float, dev: float, slopes: dict[str, float], censored_at_largest: float) -> pd.DataFrame:
-    out = rows("threshold", "pretrain", {"threshold_estimate": estimate}, d=16)
-    out += rows("rl", "rl", {"star_max_dev_rounds_1_3": dev}, method="star", d=16)
-    out += [r for name, s in slopes.items()
-            for r in rows(f"cost p_cot={name}", "rl", {"cost_loglog_slope": s})]
-    out += [r for name in lt.SCHEDULES for d in (4, 8) for r in
-            rows(f"cost p_cot={name}", "rl", {"censored": censored_at_largest if (d == 8 and name == "2^-d")
-                                              else 0.0}, d=d, seed=0)]
+CH3 = resolve(lt.LinearTheoryConfig, preset="cpu")  # rl_rounds 20, d_values 8, 16
+
+
+def ch3_cost(costs: dict[str, dict[int, float | None]]) -> pd.DataFrame:
+    """Experiment 3 on seeds 0-2: per schedule and d the measured cost (None: the search hit the cap
+    of 2^19 sequences, a lower bound)."""
+    out = []
+    for name, by_d in costs.items():
+        for d, c in by_d.items():
+            m = (dict(total_cost=c, censored=0.0, cost_low=c, cost_high=c) if c is not None else
+                 dict(total_cost=2**19, censored=1.0, cost_low=2**19, cost_high=float("inf")))
+            out += [r for s in range(3) for r in rows(f"cost p_cot={name}", "rl", m, d=d, seed=s,
+                                                      p_cot=lt.SCHEDULES[name](d))]
     return pd.DataFrame(out)
 
 
-def test_chapter3_criteria():
+def test_chapter3_threshold_and_recursion():
     cfg = resolve(lt.LinearTheoryConfig, preset="smoke")
-    good = ch3(0.34, 0.02, {"1/d": 1.0, "1/d^2": 1.4}, 1.0)
+    good = pd.DataFrame(rows("threshold", "pretrain", {"threshold_estimate": 0.34}, d=16)
+                        + rows("rl", "rl", {"star_max_dev_rounds_1_3": 0.02}, method="star", d=16))
     assert lt.linear_threshold(good, cfg).holds is True
     assert lt.linear_star_recursion(good, cfg).holds is True
-    assert lt.linear_polynomial_cost(good, cfg).holds is True
-    bad = ch3(0.55, 0.3, {"1/d": 1.0, "1/d^2": 6.0}, 0.0)  # no jump at 1/3, no doubling, no separation
+    bad = pd.DataFrame(rows("threshold", "pretrain", {"threshold_estimate": 0.55}, d=16)  # no jump at 1/3
+                       + rows("rl", "rl", {"star_max_dev_rounds_1_3": 0.3}, method="star", d=16))  # no 2x
     assert lt.linear_threshold(bad, cfg).holds is False
     assert lt.linear_star_recursion(bad, cfg).holds is False
-    assert lt.linear_polynomial_cost(bad, cfg).holds is False
+
+
+POLY = {d: 1e3 * d**3 for d in (8, 16)}         # degree 3
+EXP = {d: 2.0**d for d in (8, 16)}              # degree 8 over 8 -> 16
+
+
+def test_polynomial_cost_passes_a_polynomial_and_fails_an_exponential():
+    assert lt.linear_polynomial_cost(ch3_cost({"1/d": POLY, "1/d^2": POLY}), CH3).holds is True
+    r = lt.linear_polynomial_cost(ch3_cost({"1/d": POLY, "1/d^2": EXP}), CH3)
+    assert r.holds is False and "8->16: 8.0" in r.measured
+    cut = lt.linear_polynomial_cost(ch3_cost({"1/d": POLY, "1/d^2": {8: 1e5, 16: None}}), CH3)
+    assert cut.holds is None and "1/d^2" in cut.why  # censored at 16: its bound 2^19 says degree >= 2.4
+
+
+def test_exponential_cost_needs_a_lower_bound_above_the_degree():
+    assert lt.linear_exponential_cost(ch3_cost({"2^-d": EXP}), CH3).holds is True
+    assert lt.linear_exponential_cost(ch3_cost({"2^-d": {8: 1e3, 16: None}}), CH3).holds is True  # >= 9
+    assert lt.linear_exponential_cost(ch3_cost({"2^-d": POLY}), CH3).holds is False
+    cap_too_low = lt.linear_exponential_cost(ch3_cost({"2^-d": {8: 1e5, 16: None}}), CH3)  # >= 2.4 only
+    assert cap_too_low.holds is None and cap_too_low.measured
+
+
+@pytest.mark.parametrize("costs", [
+    {8: 1e3},                                    # one d: no doubling
+    {4: 1e3, 8: 8e3},                            # d = 4 has 2 held-out prompts: does not count
+    {8: None, 16: None},                         # censored at both
+])
+def test_too_few_uncensored_d_is_inconclusive(costs):
+    r = lt.linear_polynomial_cost(ch3_cost({"1/d": costs, "1/d^2": costs}), CH3)
+    assert r.holds is None and r.measured and r.why
+
+
+def ch3_rounds(rounds: dict[float, int | None]) -> pd.DataFrame:
+    """Experiment 2, STaR on seeds 0-2: greedy accuracy 0.5 until the given round, then 1.0
+    (None: never, over all rl_rounds)."""
+    out = []
+    for p, k in rounds.items():
+        for step in range(CH3.rl_rounds + 1 if k is None else k + 1):
+            acc = 1.0 if step == k else 0.5
+            out += [r for s in range(3) for r in
+                    rows("rl", "rl", {"acc_greedy": acc}, method="star", p_cot=p, seed=s, step=step)]
+    return pd.DataFrame(out)
+
+
+PS = (0.2, 0.1, 0.03, 0.01, 0.003)
+
+
+def test_log_rounds_passes_the_recursion_and_fails_rounds_like_1_over_p():
+    recursion = {p: int(lt.predicted_rounds(p)) + 2 for p in PS}  # 2 to 9 rounds
+    assert lt.linear_star_log_rounds(ch3_rounds(recursion), CH3).holds is True
+    like_reinforce = {p: round(0.4 / p) for p in PS}              # 2, 4, 13, then never in 20
+    r = lt.linear_star_log_rounds(ch3_rounds({p: None if k > 20 else k for p, k in like_reinforce.items()}),
+                                  CH3)
+    assert r.holds is False
+    fast_then_slow = {0.2: 1, 0.1: 2, 0.03: 5, 0.01: 12, 0.003: 19}  # within 3 + 2x, but slope 2.6
+    assert lt.linear_star_log_rounds(ch3_rounds(fast_then_slow), CH3).holds is False
+    assert lt.linear_star_log_rounds(ch3_rounds(dict.fromkeys(PS)), CH3).holds is False  # learning rate 0
+
+
+def test_log_rounds_with_too_few_p_cot_is_inconclusive():
+    r = lt.linear_star_log_rounds(ch3_rounds({0.2: 2, 0.1: 3}), CH3)
+    assert r.holds is None and r.measured
+    late = lt.linear_star_log_rounds(ch3_rounds({0.2: 2, 0.1: 3, 0.03: 5, 0.002: None}), CH3)  # 20 < 20.9
+    assert late.holds is None and "every p_cot" in late.why
 
 
 # --- chapter 4 --------------------------------------------------------------------------------------

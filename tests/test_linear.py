@@ -10,6 +10,8 @@ from rlntp.data.parity import EOS, ParityTask
 from rlntp.experiments.linear_theory import (
     MAX_SAMPLES_PER_ROUND,
     LinearTheoryConfig,
+    budget_steps,
+    cost_search,
     post_train,
     predicted_rounds,
     pretrain_steps,
@@ -175,3 +177,18 @@ def test_pretraining_and_rl_sample_rules():
 def test_config_errors_name_the_parameter(name, value):
     with pytest.raises(ConfigError, match=name):
         resolve(LinearTheoryConfig, preset="smoke", **{name: value})
+
+
+def test_cost_search_tries_budgets_from_zero_to_the_cap_and_reports_bounds():
+    cfg = resolve(LinearTheoryConfig, preset="cpu")
+    assert budget_steps(cfg) == [0] + [2**k // cfg.batch_size for k in range(11, 20)]  # 2^11 ... 2^19
+    small = resolve(LinearTheoryConfig, preset="smoke", rl_method=["star"])
+    runs = [cost_search(small, 5, p, torch.Generator().manual_seed(0)) for p in (0.5, 0.01)]
+    assert [r["censored"] for r in runs] == [0.0, 1.0]   # above 1/3 within the cap; far below not
+    for r in runs:
+        if r["censored"]:
+            assert r["cost_low"] == r["total_cost"] == small.cost_cap and r["cost_high"] == math.inf
+        else:
+            assert r["cost_low"] == r["cost_high"] == r["total_cost"]
+            rl = r["rl_rounds_to_success"] * small.samples_per_round
+            assert r["total_cost"] == r["pretrain_sequences"] + rl
