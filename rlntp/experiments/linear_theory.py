@@ -626,7 +626,8 @@ CHAPTER = Chapter(LinearTheoryConfig, rows, stages, claims=(
     Claim("thm2", "3", "Each STaR round maps the long fraction p to 2p/(1+p) (the recursion behind "
           "Theorem 2)", "a theorem", "max gap <= 0.1 over rounds 1-3", "fig-03-rounds", linear_star_recursion,
           paper="p_n = 2 p_{n-1} / (1 + p_{n-1}), so O(log((1-p)/p)) rounds (Sec. 3.2, quoted; Theorem 2)"),
-    Claim("thm2_rounds", "3", "Theorem 2: STaR reaches high greedy accuracy in O(log((1-p)/p)) rounds",
+    Claim("thm2_rounds", "3", "Theorem 2: STaR reaches high greedy accuracy in O(log((1-p)/p)) rounds, "
+          "with the recursion's constant (one round per doubling of the odds) within a factor 2",
           "a theorem", f"fitted slope of rounds against log2((1-p)/p) <= {ROUNDS_SLOPE:g} and every "
           f"p_cot within {ROUNDS_INTERCEPT:g} + {ROUNDS_SLOPE:g} log2((1-p)/p) rounds", "fig-03-rounds",
           linear_star_log_rounds,
