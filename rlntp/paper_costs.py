@@ -166,8 +166,10 @@ def costs_table(path: Path = COSTS_JSON) -> str:
         flops = "–" if c["flops"] is None else f"{c['flops']:.2e} ({c['flops_how']})"
         step = (f"{st['step_s']:.2f} s, {_mib(st['max_rss_mib'])} max RSS (batch {st['batch']}; "
                 f"{st['how']})")
-        if "depth" in sh:
-            step += f"; the model's depth {sh['depth']}"
+        if "depth" in sh:  # chapter 5's stand-in: what the real model's state alone needs
+            step += (f"; the model's depth {sh['depth']}. The real model's weights, gradients and "
+                     f"two Adam states in bf16 alone: {sh['params_real_model'] * 8 / 2**30:.0f} GiB "
+                     "(counted, not measured)")
         hours = "–" if c["PROJECTION_gpu_hours"] is None else f"{c['PROJECTION_gpu_hours']:,.2f}"
         cells = [f"{{doc}}`/chapters/{name}`", shape, _count(c["params"]), flops, step, hours,
                  h200(name) or "not run"]

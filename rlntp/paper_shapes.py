@@ -16,14 +16,16 @@ Per chapter it writes ``OUT/<chapter>.log``: the shapes, the parameter count, on
 time and the peak memory at the preset's batch (max RSS of a fresh process, measured, or
 extrapolated linearly from two measured batch sizes, said so), and whether the notebook executed
 through papermill at the cut config. Unless ``--no-costs``, it also writes
-``OUT/paper_costs.json`` (:mod:`rlntp.paper_costs`: FLOPs and projected GPU hours of the full
-preset, stamped with commit and machine), which may be committed as ``results/paper_costs.json``
-for the book's rerun page.
+``OUT/paper_costs.json`` from every chapter's ``OUT/<chapter>.json`` there (this run's or an
+earlier one's; :mod:`rlntp.paper_costs`: FLOPs and projected GPU hours of the full preset, stamped
+with commit and machine), which may be committed as ``results/paper_costs.json`` for the book's
+rerun page.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import os
 import resource
@@ -35,7 +37,7 @@ from typing import Any
 
 import torch
 
-from rlntp.config import REPO, ConfigError
+from rlntp.config import REPO, ConfigError, display_path
 from rlntp.experiments import chapters
 from rlntp.params import resolve
 
@@ -59,7 +61,7 @@ CUTS: dict[str, dict[str, Any]] = {
     "05_pretrained_lm": dict(
         datasets=("gsm8k",), train_size=4, test_size=2, sft_epochs=1, sft_checkpoints=(1,),
         sft_batch_size=2, rl_iters=1, prompts_per_iter=1, num_generations=2, eval_every=1,
-        eval_batch_size=2),
+        eval_batch_size=2, sample_k=1),
 }
 SHAPES: dict[str, tuple[str, ...]] = {  # the fields that fix a chapter's shapes: never cut
     "01_parity_pretraining": ("d", "n_layer", "n_embd", "n_head", "chain_step", "leap_step"),
@@ -161,6 +163,8 @@ def shapes(name: str, cfg: Any) -> dict[str, Any]:
                 "heads": f"{LLAMA_3B['num_attention_heads']} (kv {LLAMA_3B['num_key_value_heads']})",
                 "seq_len": f"{cfg.max_completion_length} completion tokens (+ prompt)",
                 "vocab": LLAMA_3B["vocab_size"], "dtype": cfg.dtype,
+                "tokenizer": "SmolLM2's (49,152 ids of the embedding's 128,256; Llama 3.2's "
+                             "tokenizer cannot be downloaded here)",
                 "params": sum(p.numel() for p in cut.parameters()),
                 "params_real_model": sum(p.numel() for p in full.parameters()),
                 "depth": f"cut from {LLAMA_3B['num_hidden_layers']} to {STAND_IN_LAYERS}: memory "
@@ -268,15 +272,19 @@ def chapter_log(name: str, out: Path, notebook: bool = True) -> dict[str, Any]:
     """Shapes, one step's cost, and the notebook at the cut config; written to ``OUT/NAME.log``."""
     params = {**CUTS[name], **RUNTIME}
     with tempfile.TemporaryDirectory() as tmp:
-        if name == "05_pretrained_lm":
-            params["model"] = str(save_stand_in(Path(tmp) / "llama-3.2-3b-shaped"))
-        cfg = resolve(chapters()[name].config, preset="paper", **params)
         cut_config(name)  # the check of the cuts
-        log = {"chapter": name, "cuts": CUTS[name], "runtime": RUNTIME,
-               "shapes": shapes(name, cfg), "step": step_cost(name), "memory": MEMORY}
+        log = {"chapter": name, "cuts": CUTS[name], "runtime": RUNTIME}
+        if name == "05_pretrained_lm":
+            from rlntp.data.math_text import data_root
+
+            params["model"] = str(save_stand_in(Path(tmp) / "llama-3.2-3b-shaped"))
+            log["data"] = display_path(data_root())
+        cfg = resolve(chapters()[name].config, preset="paper", **params)
+        log |= {"shapes": shapes(name, cfg), "step": step_cost(name), "memory": MEMORY}
         log["notebook"] = run_notebook(name, params, out)[1] if notebook else "not run (--no-notebooks)"
     lines = [f"{name}: paper preset, shapes kept, counts cut", *(f"  {k}: {v}" for k, v in log.items())]
     (out / f"{name}.log").write_text("\n".join(lines) + "\n")
+    (out / f"{name}.json").write_text(json.dumps(log, indent=1) + "\n")
     print("\n".join(lines), flush=True)
     return log
 
@@ -294,16 +302,18 @@ def main(argv: list[str] | None = None) -> None:
     if missing:
         raise SystemExit(f"paper_shapes.CUTS has no entry for chapter(s) {', '.join(missing)}")
     args.out.mkdir(parents=True, exist_ok=True)
-    logs = {}
     for name in args.only or CUTS:
         try:
-            logs[name] = chapter_log(name, args.out, not args.no_notebooks)
+            chapter_log(name, args.out, not args.no_notebooks)
         except Exception:  # recorded; the next chapter still runs
+            (args.out / f"{name}.json").unlink(missing_ok=True)
             (args.out / f"{name}.log").write_text(f"{name}: FAILED\n{traceback.format_exc()}")
             print(f"{name}: FAILED\n{traceback.format_exc()}", flush=True)
-    if not args.no_costs:
+    if not args.no_costs:  # from every chapter's log in OUT, this run's or an earlier one's
         from rlntp.paper_costs import write_costs
 
+        logs = {n: json.loads((args.out / f"{n}.json").read_text()) for n in CUTS
+                if (args.out / f"{n}.json").is_file()}
         print(f"wrote {write_costs(args.out / 'paper_costs.json', logs)}")
 
 
