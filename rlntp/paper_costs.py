@@ -101,7 +101,8 @@ def h200(name: str) -> str | None:
     hours = s.get({"01_parity_pretraining": "chapter1_s", "02_parity_rl": "chapter2_s"}.get(
         name, "total_s")) / 3600
     gib = b["gpu_memory_pretrain"]["max_allocated_gib"]
-    return (f"{b['pretrain_it_per_s']:.1f} pre-training it/s, {gib:.2f} GiB allocated; "
+    same = " (chapter 1's run: the same model and task)" if src != name else ""
+    return (f"{b['pretrain_it_per_s']:.1f} pre-training it/s, {gib:.2f} GiB allocated{same}; "
             f"{hours:.1f} GPU-h projected from those rates (results/paper)")
 
 
@@ -154,7 +155,10 @@ def costs_table(path: Path = COSTS_JSON) -> str:
     lines = [f"Measured by `make paper-shapes` at commit `{info['commit'][:12]}` on {info['machine']}, "
              f"{info['date']} (a committed file: not rerun when the book builds). GPU hours are a "
              f"**PROJECTION**: the preset's FLOPs ({info['flop_formula']}) at {info['mfu']:.0%} of "
-             f"the {info['gpu']} dense bf16 peak of {info['peak_tflops']} TFLOP/s, not a measurement.",
+             f"the {info['gpu']} dense bf16 peak of {info['peak_tflops']} TFLOP/s, not a measurement. "
+             "Where an H200 run was committed, its own projection from its measured rates stands "
+             "beside it: far above the FLOP count for the small parity model, whose steps are "
+             "bound by kernel launches and host work, not FLOPs (`results/paper/README.md`).",
              "", "| Chapter | Shapes | Parameters | FLOPs, full preset | One training step at the "
              "preset's batch (CPU, 1 thread): time, peak memory | PROJECTED GPU-hours | Measured on "
              "an H200 |", "|---|---|---|---|---|---|---|"]

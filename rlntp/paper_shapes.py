@@ -158,7 +158,8 @@ def shapes(name: str, cfg: Any) -> dict[str, Any]:
         with torch.device("meta"):
             full, cut = stand_in_llama(LLAMA_3B["num_hidden_layers"]), stand_in_llama()
         return {"model": f"LlamaForCausalLM {STAND_IN_LAYERS} x {LLAMA_3B['hidden_size']} "
-                         f"(stand-in for {cfg.model}, {LLAMA_3B['num_hidden_layers']} x "
+                         f"(stand-in for {resolve(type(cfg), preset='paper').model}, "
+                         f"{LLAMA_3B['num_hidden_layers']} x "
                          f"{LLAMA_3B['hidden_size']})",
                 "heads": f"{LLAMA_3B['num_attention_heads']} (kv {LLAMA_3B['num_key_value_heads']})",
                 "seq_len": f"{cfg.max_completion_length} completion tokens (+ prompt)",
@@ -236,19 +237,19 @@ PROBE_BATCHES = {"04_multiplication": (4, 8), "05_pretrained_lm": (1, 2)}  # too
 
 
 def step_cost(name: str) -> dict[str, Any]:
-    """One step's time and peak memory at the preset's batch: measured, or extrapolated linearly
-    from the two batches of :data:`PROBE_BATCHES` (said so)."""
+    """One step's time and peak memory at the preset's batch: measured, or extrapolated from the
+    two batches of :data:`PROBE_BATCHES` (said so): memory linearly through both, time in
+    proportion to the larger (a line through two small, noisy timings magnifies their noise)."""
     want = preset_batch(name)
     if name not in PROBE_BATCHES:
         return {**probe(name, want), "how": f"measured at the preset's batch {want}"}
     (b1, b2), = [PROBE_BATCHES[name]]
     m1, m2 = probe(name, b1), probe(name, b2)
 
-    def at(key: str) -> float:
-        return round(m1[key] + (m2[key] - m1[key]) * (want - b1) / (b2 - b1), 2)
-    return {"batch": want, "step_s": at("step_s"), "max_rss_mib": at("max_rss_mib"),
-            "how": f"extrapolated linearly to the preset's batch {want} from batches {b1} and "
-                   f"{b2}", "measured": [m1, m2]}
+    rss = m1["max_rss_mib"] + (m2["max_rss_mib"] - m1["max_rss_mib"]) * (want - b1) / (b2 - b1)
+    return {"batch": want, "step_s": round(m2["step_s"] * want / b2, 2), "max_rss_mib": round(rss),
+            "how": f"extrapolated to the preset's batch {want}: memory linearly from batches {b1} "
+                   f"and {b2}, time in proportion to batch {b2}'s", "measured": [m1, m2]}
 
 
 def run_notebook(name: str, cfg_params: dict[str, Any], out_dir: Path) -> tuple[bool, str]:
