@@ -32,6 +32,7 @@ import resource
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -133,11 +134,16 @@ def save_stand_in(folder: Path) -> Path:
     return folder
 
 
+def gpt_task(cfg: Any) -> Any:
+    """The task of a GPT chapter's config (parity: at p_cot 0.25; the shapes do not depend on it)."""
+    return cfg.task(0.25) if callable(cfg.task) else cfg.task
+
+
 def gpt_shapes(cfg: Any) -> dict[str, Any]:
     from rlntp.experiments.runs import new_model
     from rlntp.flops import nonembedding_params
 
-    task = cfg.task(0.25) if callable(cfg.task) else cfg.task
+    task = gpt_task(cfg)
     model = new_model(cfg, task, 0)
     return {"model": f"GPT {cfg.n_layer} x {cfg.n_embd}", "heads": cfg.n_head,
             "seq_len": task.seq_len, "vocab": task.vocab_size, "task": task.label,
@@ -174,15 +180,15 @@ def shapes(name: str, cfg: Any) -> dict[str, Any]:
     return gpt_shapes(cfg)
 
 
-def _step(name: str, batch: int) -> tuple[Any, Any]:
-    """(setup, step) of one training step of chapter ``name`` at the paper preset's shapes."""
+def _step(name: str, batch: int) -> Callable[[], None]:
+    """One training step of chapter ``name`` at the paper preset's shapes, on ``batch`` sequences."""
     cfg = resolve(chapters()[name].config, preset="paper", **RUNTIME)
     if name == "03_linear_theory":
         from rlntp.models.linear import init_weights, linear_ntp_loss, sample_mixture, sgd_step
 
         d, gen = max(cfg.d_values), torch.Generator().manual_seed(0)
         W, p = init_weights(len(cfg.p_cot_values), d), torch.tensor(cfg.p_cot_values)
-        return W, lambda: sgd_step(W, linear_ntp_loss(W, sample_mixture(p, batch, d, gen)), 0.1)
+        return lambda: sgd_step(W, linear_ntp_loss(W, sample_mixture(p, batch, d, gen)), 0.1)
     if name == "05_pretrained_lm":
         model = stand_in_llama()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-6)
@@ -193,23 +199,23 @@ def _step(name: str, batch: int) -> tuple[Any, Any]:
             opt.zero_grad(set_to_none=True)
             model(input_ids=ids, labels=ids).loss.backward()
             opt.step()
-        return model, llm_step
+        return llm_step
     from rlntp.experiments.runs import new_model
     from rlntp.train import make_optimizer, ntp_loss, optimizer_step
 
-    task = cfg.task(0.25) if callable(cfg.task) else cfg.task
+    task = gpt_task(cfg)
     model, gen = new_model(cfg, task, 0), torch.Generator().manual_seed(0)
     opt = make_optimizer(model, 1e-4, cfg)
     b = task.sample_batch(batch, gen)
     groups = b.is_long if cfg.group_by_length else None
-    return model, lambda: optimizer_step(model, opt, ntp_loss(model, b.tokens, b.target_mask,
-                                                               groups), cfg.max_grad_norm)
+    return lambda: optimizer_step(model, opt, ntp_loss(model, b.tokens, b.target_mask, groups),
+                                  cfg.max_grad_norm)
 
 
 def _probe(name: str, batch: int) -> dict[str, float]:
     """In a fresh process: one warm-up step, then one timed; the process's max RSS."""
     torch.set_num_threads(1)
-    _, step = _step(name, batch)
+    step = _step(name, batch)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     step()
     t0 = time.perf_counter()
