@@ -14,7 +14,7 @@ test: $(VENV)/.installed
 	$(PY) -m pytest
 
 # Every chapter's paper preset at its true shapes, only counts cut, on the CPU (about 15 minutes):
-# a log per chapter and the cost table (runs/paper_shapes/; commit its paper_costs.json to results/).
+# a log per chapter and the cost table in runs/paper_shapes/ (commit them as results/paper_shapes/).
 paper-shapes: $(VENV)/.installed
 	OMP_NUM_THREADS=1 $(PY) -m rlntp.paper_shapes --out runs/paper_shapes
 

@@ -163,7 +163,7 @@ def scorecard_summary(card: pd.DataFrame, preset: str) -> str:
 def write_pages(book_dir: Path, names: list[str], runs_dir: Path, preset: str) -> None:
     """Write ``BOOK_DIR/_generated/{scorecard,summary,costs,class_plan}.md`` from the runs whose
     stamps in ``BOOK_DIR`` are current (:mod:`rlntp.stamps`), and ``paper_costs.md`` from the
-    committed ``results/paper_costs.json`` (:mod:`rlntp.paper_costs`)."""
+    committed ``results/paper_shapes/paper_costs.json`` (:mod:`rlntp.paper_costs`)."""
     runs = measured_runs(book_dir, names, runs_dir)
     card = scorecard(*chapter_runs(book_dir, names, runs_dir, preset))
     out = Path(book_dir) / "_generated"

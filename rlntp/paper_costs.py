@@ -30,7 +30,7 @@ GPU = "H100 SXM / H200"
 PEAK_TFLOPS = 989.4  # dense bf16, the datasheet's figure for both
 MFU = 0.40  # assumed fraction of the peak
 SPLIT_SIZES = {"gsm8k": (7473, 1319), "math": (7500, 5000)}  # (train, test), the public splits
-COSTS_JSON = REPO / "results" / "paper_costs.json"
+COSTS_JSON = REPO / "results" / "paper_shapes" / "paper_costs.json"
 H200 = REPO / "results" / "paper"
 
 
@@ -151,7 +151,7 @@ def costs_table(path: Path = COSTS_JSON) -> str:
         info = json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return ("*Not measured in this repository yet: run `make paper-shapes` and commit "
-                "`results/paper_costs.json`.*\n")
+                "`results/paper_shapes/paper_costs.json`.*\n")
     lines = [f"Measured by `make paper-shapes` at commit `{info['commit'][:12]}` on {info['machine']}, "
              f"{info['date']} (a committed file: not rerun when the book builds). GPU hours are a "
              f"**PROJECTION**: the preset's FLOPs ({info['flop_formula']}) at {info['mfu']:.0%} of "

@@ -18,7 +18,7 @@ extrapolated linearly from two measured batch sizes, said so), and whether the n
 through papermill at the cut config. Unless ``--no-costs``, it also writes
 ``OUT/paper_costs.json`` from every chapter's ``OUT/<chapter>.json`` there (this run's or an
 earlier one's; :mod:`rlntp.paper_costs`: FLOPs and projected GPU hours of the full preset, stamped
-with commit and machine), which may be committed as ``results/paper_costs.json`` for the book's
+with commit and machine), which may be committed as ``results/paper_shapes/paper_costs.json`` for the book's
 rerun page.
 """
 
