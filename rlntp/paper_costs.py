@@ -142,7 +142,7 @@ def _mib(x: float) -> str:
 def _count(x: Any) -> str:
     if isinstance(x, dict):
         return ", ".join(f"d={d}: {v:,}" for d, v in x.items())
-    return f"{x / 1e6:,.1f}M" if x >= 1e6 else f"{x:,}"
+    return f"{x / 1e9:.2f}B" if x >= 1e9 else f"{x / 1e6:,.1f}M" if x >= 1e6 else f"{x:,}"
 
 
 def costs_table(path: Path = COSTS_JSON) -> str:
