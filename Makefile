@@ -5,13 +5,19 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PRESET ?= cpu
 
-.PHONY: book test lint lock clean
+.PHONY: book test lint lock clean paper-shapes
 book: $(VENV)/.installed
 	$(PY) -m rlntp.book --preset $(PRESET)
 
 test: $(VENV)/.installed
 	$(PY) -m ruff check rlntp tests benchmarks
 	$(PY) -m pytest
+
+# Every chapter's paper preset at its true shapes, only counts cut, on the CPU (about 15 minutes):
+# a log per chapter and the cost table in runs/paper_shapes/ (commit them as results/paper_shapes/).
+# Chapter 5 reads GSM8K from $RLNTP_DATA_DIR or ../shared/data (its log says FAILED without it).
+paper-shapes: $(VENV)/.installed
+	OMP_NUM_THREADS=1 $(PY) -m rlntp.paper_shapes --out runs/paper_shapes
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check rlntp tests benchmarks

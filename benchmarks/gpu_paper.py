@@ -58,7 +58,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from flops import FLOP_FORMULA, nonembedding_params, train_flops
+from flops import (
+    FLOP_FORMULA,
+    mean_step_flops,
+    nonembedding_params,
+    rl_iter_flops_full_width,
+)
 
 import rlntp.train as rlntp_train
 from rlntp import seeds
@@ -229,40 +234,6 @@ class LossRecorder:
             yield
         finally:
             rlntp_train.ntp_loss = orig
-
-
-class _Shapes(torch.nn.Module):
-    """Stands in for the GPT in :func:`ntp_loss`: records the (B, T) of each forward call."""
-
-    def __init__(self, vocab_size: int) -> None:
-        super().__init__()
-        self.vocab_size, self.shapes = vocab_size, []
-
-    def forward(self, idx: torch.Tensor) -> tuple[torch.Tensor, None]:
-        self.shapes.append(tuple(idx.shape))
-        return torch.zeros(*idx.shape, self.vocab_size), None
-
-
-def mean_step_flops(cfg: Any, task: Any, model: torch.nn.Module, samples: int = 16) -> float:
-    """Mean FLOPs of a pre-training step of ``cfg`` (its batch size and ``group_by_length``) with
-    ``model``'s shape: :data:`flops.FLOP_FORMULA` over the widths ntp_loss really forwards, over
-    ``samples`` batches drawn on the CPU."""
-    fake, gen = _Shapes(task.vocab_size), torch.Generator().manual_seed(12345)
-    for _ in range(samples):
-        b = task.sample_batch(cfg.pretrain_batch_size, gen)
-        ntp_loss(fake, b.tokens, b.target_mask, b.is_long if cfg.group_by_length else None)
-    n, mc = nonembedding_params(model), model.cfg
-    return sum(train_flops(n, mc.n_layer, mc.n_embd, B, T) for B, T in fake.shapes) / samples
-
-
-def rl_iter_flops_full_width(cfg: Any, task: Any, model: torch.nn.Module) -> float:
-    """FLOPs of a GRPO iteration whose responses all run to ``max_new_tokens``: generation priced
-    as one forward over prompt + response (a third of the training formula, attention over the full
-    square), plus ``num_iterations`` forward + backward passes of the update."""
-    n, mc = nonembedding_params(model), model.cfg
-    t = task.prompt_len + task.max_new_tokens - 1
-    step = train_flops(n, mc.n_layer, mc.n_embd, cfg.prompts_per_iter * cfg.num_generations, t)
-    return step / 3 + cfg.num_iterations * step
 
 
 def full_width_iter_s(model: torch.nn.Module, task: Any, cfg: Any, reps: int = 3) -> float:

@@ -104,6 +104,7 @@ class ExperimentConfig:
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"smoke": {}, "cpu": {}, "paper": {}}
     CHAPTER: ClassVar[str] = "experiment"  # names the default output folder runs/PRESET/CHAPTER
+    CPU_ONLY: ClassVar[bool] = False  # runs on the CPU at every preset (no paper-on-CPU warning)
 
     preset: str = param("cpu", "'smoke' (seconds), 'cpu' (the book), 'paper' (GPU, paper scale)")
     device: str = param("auto", "'auto' (cuda when present), 'cpu', 'cuda' or 'cuda:N'")
@@ -148,12 +149,13 @@ class ExperimentConfig:
     def prepare(self) -> Path:
         """What a run needs before it starts, checked in one line each: the device is there (and
         a warning for the paper preset on a CPU), the output folder exists and is writable
-        (a :class:`ConfigError` naming out_dir otherwise). Returns the folder."""
+        (a :class:`ConfigError` naming out_dir otherwise). Returns the folder. A ``CPU_ONLY`` chapter
+        does not warn: the CPU is its only device."""
         if self.device.startswith("cuda"):
             import torch
 
             require(torch.cuda.is_available(), "device", self.device, "cuda needs a GPU; use 'auto' or 'cpu'")
-        if self.preset == "paper" and self.torch_device == "cpu":
+        if self.preset == "paper" and self.torch_device == "cpu" and not self.CPU_ONLY:
             warnings.warn("preset='paper' is running on the CPU (no GPU found, or device='cpu'): "
                           "the paper's scale takes days there; use a GPU, or preset='cpu'.",
                           PaperOnCPUWarning, stacklevel=2)

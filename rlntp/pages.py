@@ -18,6 +18,7 @@ import pandas as pd
 
 from rlntp.claims import STALE_VERDICT, VERDICTS
 from rlntp.config import PRESET_NAMES, REPO, display_path
+from rlntp.paper_costs import costs_table as paper_costs_table
 from rlntp.results import atomic_write_text
 from rlntp.scorecard import every_claim, scorecard
 from rlntp.stamps import CURRENT, STALE, run_state
@@ -161,7 +162,8 @@ def scorecard_summary(card: pd.DataFrame, preset: str) -> str:
 
 def write_pages(book_dir: Path, names: list[str], runs_dir: Path, preset: str) -> None:
     """Write ``BOOK_DIR/_generated/{scorecard,summary,costs,class_plan}.md`` from the runs whose
-    stamps in ``BOOK_DIR`` are current (:mod:`rlntp.stamps`)."""
+    stamps in ``BOOK_DIR`` are current (:mod:`rlntp.stamps`), and ``paper_costs.md`` from the
+    committed ``results/paper_shapes/paper_costs.json`` (:mod:`rlntp.paper_costs`)."""
     runs = measured_runs(book_dir, names, runs_dir)
     card = scorecard(*chapter_runs(book_dir, names, runs_dir, preset))
     out = Path(book_dir) / "_generated"
@@ -169,3 +171,4 @@ def write_pages(book_dir: Path, names: list[str], runs_dir: Path, preset: str) -
     atomic_write_text(out / "summary.md", scorecard_summary(card, preset))
     atomic_write_text(out / "costs.md", costs_table(names, runs))
     atomic_write_text(out / "class_plan.md", class_plan(names, runs))
+    atomic_write_text(out / "paper_costs.md", paper_costs_table())

@@ -100,6 +100,14 @@ def test_paper_preset_on_the_cpu_warns_when_a_run_starts(tmp_path):
         cfg.prepare()
 
 
+def test_a_cpu_only_chapter_at_the_paper_preset_does_not_warn(tmp_path, recwarn):
+    from rlntp.config import PaperOnCPUWarning
+    from rlntp.experiments.linear_theory import LinearTheoryConfig
+
+    resolve(LinearTheoryConfig, preset="paper", out_dir=str(tmp_path)).prepare()
+    assert not [w for w in recwarn if issubclass(w.category, PaperOnCPUWarning)]
+
+
 def test_resolving_a_config_touches_no_file(tmp_path):
     from rlntp.experiments.pretrained_lm import CHAPTER, PretrainedLMConfig
 

@@ -55,7 +55,7 @@ def test_class_plan_follows_the_measured_cpu_time(tmp_path, monkeypatch):
 def test_write_pages_writes_every_table(tmp_path):
     write_pages(tmp_path / "book", ["01_parity_pretraining"], tmp_path / "runs", "cpu")
     assert {p.name for p in (tmp_path / "book" / "_generated").iterdir()} == {
-        "scorecard.md", "summary.md", "costs.md", "class_plan.md"}
+        "scorecard.md", "summary.md", "costs.md", "class_plan.md", "paper_costs.md"}
     summary = (tmp_path / "book" / "_generated" / "summary.md").read_text()
     n = len(every_claim())  # nothing ran: every claim is "not run"
     assert f"Of the {n} claims" in summary and f"{n} not run" in summary and "reproduced" not in summary

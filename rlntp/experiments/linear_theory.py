@@ -81,6 +81,7 @@ class LinearTheoryConfig(ExperimentConfig):
                   "eval_size": 2000, "rl_rounds": 30},
     }
     CHAPTER: ClassVar[str] = "03_linear_theory"
+    CPU_ONLY: ClassVar[bool] = True  # its paper preset runs in minutes on the CPU
 
     device: str = param("cpu", "the linear models always run on the cpu ('auto' or 'cpu')")
     d: int = param(16, "input bits in experiments 1 and 2")
