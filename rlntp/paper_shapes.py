@@ -283,9 +283,14 @@ def chapter_log(name: str, out: Path, notebook: bool = True) -> dict[str, Any]:
         log = {"chapter": name, "cuts": CUTS[name], "runtime": RUNTIME}
         if name == "05_pretrained_lm":
             from rlntp.data.math_text import data_root
+            from rlntp.data.sample_records import write_sample_data
 
             params["model"] = str(save_stand_in(Path(tmp) / "llama-3.2-3b-shaped"))
-            log["data"] = display_path(data_root())
+            try:
+                log["data"] = display_path(data_root())
+            except FileNotFoundError:  # a user's clone: GSM8K-format records of our own
+                params["data_dir"] = str(write_sample_data(Path(tmp) / "data"))
+                log["data"] = "generated GSM8K-format records (rlntp.data.sample_records): no data folder"
         cfg = resolve(chapters()[name].config, preset="paper", **params)
         log |= {"shapes": shapes(name, cfg), "step": step_cost(name), "memory": MEMORY}
         log["notebook"] = run_notebook(name, params, out)[1] if notebook else "not run (--no-notebooks)"

@@ -13,8 +13,9 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session", autouse=True)
 def llm_data(tmp_path_factory):
     """Chapter 5's data for every test (notebook kernels too, through the environment): a few
-    records the tests write (``llm_data.py``), never ``../shared``, which a user's clone lacks."""
-    from llm_data import write_sample_data
+    records the tests write (``rlntp.data.sample_records``), never ``../shared``, which a user's
+    clone lacks."""
+    from rlntp.data.sample_records import write_sample_data
 
     root = write_sample_data(tmp_path_factory.mktemp("data"))
     before = os.environ.get("RLNTP_DATA_DIR")

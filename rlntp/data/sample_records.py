@@ -1,4 +1,5 @@
-"""A few GSM8K- and MATH-format records, written by the tests (a user's clone has no ../shared).
+"""A few GSM8K- and MATH-format records, for the tests and the paper-shape run (a user's clone has
+no ../shared, and nothing is downloaded at run time).
 
 Generated arithmetic: GSM8K records ``{"question", "answer"}`` whose answer ends in ``#### N``
 with calculator annotations ``<<a+b=c>>``; MATH records ``{"problem", "solution", "answer", ...}``
