@@ -15,7 +15,7 @@ test: $(VENV)/.installed
 
 # Every chapter's paper preset at its true shapes, only counts cut, on the CPU (about 15 minutes):
 # a log per chapter and the cost table in runs/paper_shapes/ (commit them as results/paper_shapes/).
-# Chapter 5 reads GSM8K from $RLNTP_DATA_DIR or ../shared/data (its log says FAILED without it).
+# Chapter 5 reads GSM8K from $RLNTP_DATA_DIR or ../shared/data, else writes GSM8K-format records.
 paper-shapes: $(VENV)/.installed
 	OMP_NUM_THREADS=1 $(PY) -m rlntp.paper_shapes --out runs/paper_shapes
 
