@@ -101,9 +101,8 @@ def h200(name: str) -> str | None:
     hours = s.get({"01_parity_pretraining": "chapter1_s", "02_parity_rl": "chapter2_s"}.get(
         name, "total_s")) / 3600
     gib = b["gpu_memory_pretrain"]["max_allocated_gib"]
-    same = " (chapter 1's run: the same model and task)" if src != name else ""
-    return (f"{b['pretrain_it_per_s']:.1f} pre-training it/s, {gib:.2f} GiB allocated{same}; "
-            f"{hours:.1f} GPU-h projected from those rates (results/paper)")
+    same = " (chapter 1's run)" if src != name else ""
+    return f"{b['pretrain_it_per_s']:.1f} it/s, {gib:.2f} GiB{same}; {hours:.1f} GPU-h at those rates"
 
 
 def costs(logs: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -140,13 +139,14 @@ def _mib(x: float) -> str:
 
 
 def _count(x: Any) -> str:
-    if isinstance(x, dict):
-        return ", ".join(f"d={d}: {v:,}" for d, v in x.items())
+    if isinstance(x, dict):  # per d: the range
+        return f"{min(x.values()):,} to {max(x.values()):,} (by d)"
     return f"{x / 1e9:.2f}B" if x >= 1e9 else f"{x / 1e6:,.1f}M" if x >= 1e6 else f"{x:,}"
 
 
 def costs_table(path: Path = COSTS_JSON) -> str:
-    """The rerun page's table from the committed ``path`` (a sentence when there is none)."""
+    """The rerun page's table from the committed ``path`` (a sentence when there is none): short
+    cells a phone can show, and below it, per chapter, how its FLOPs and step were obtained."""
     try:
         info = json.loads(Path(path).read_text())
     except (OSError, ValueError):
@@ -154,28 +154,31 @@ def costs_table(path: Path = COSTS_JSON) -> str:
                 "`results/paper_shapes/paper_costs.json`.*\n")
     lines = [f"Measured by `make paper-shapes` at commit `{info['commit'][:12]}` on {info['machine']}, "
              f"{info['date']} (a committed file: not rerun when the book builds). GPU hours are a "
-             f"**PROJECTION**: the preset's FLOPs ({info['flop_formula']}) at {info['mfu']:.0%} of "
-             f"the {info['gpu']} dense bf16 peak of {info['peak_tflops']} TFLOP/s, not a measurement. "
-             "Where an H200 run was committed, its own projection from its measured rates stands "
-             "beside it: far above the FLOP count for the small parity model, whose steps are "
-             "bound by kernel launches and host work, not FLOPs (`results/paper/README.md`).",
-             "", "| Chapter | Shapes | Parameters | FLOPs, full preset | One training step at the "
-             "preset's batch (CPU, 1 thread): time, peak memory | PROJECTED GPU-hours | Measured on "
-             "an H200 |", "|---|---|---|---|---|---|---|"]
+             f"**PROJECTION**: the preset's FLOPs at {info['mfu']:.0%} of the {info['gpu']} dense bf16 "
+             f"peak of {info['peak_tflops']} TFLOP/s, not a measurement. Where an H200 run was "
+             "committed (`results/paper/README.md`), its own projection from its measured rates "
+             "stands beside it: far above the FLOP count for the small parity model, whose steps are "
+             "bound by kernel launches and host work, not FLOPs.",
+             "", "| Chapter | Model | Parameters | FLOPs, full preset | CPU step at the preset's batch "
+             "| PROJECTED GPU-h | H200, measured |", "|---|---|---|---|---|---|---|"]
+    notes = [f"FLOPs: {info['flop_formula']}."]
     for name, c in info["chapters"].items():
         sh, st = c["shapes"], c["step"]
-        shape = " ".join(f"{sh[k]}" for k in ("model", "task") if k in sh) or sh.get("model", "")
-        shape += f"; {sh['heads']} heads" if "heads" in sh else ""
-        shape += f"; seq {sh['seq_len']}, vocab {sh['vocab']:,}"
-        flops = "–" if c["flops"] is None else f"{c['flops']:.2e} ({c['flops_how']})"
-        step = (f"{st['step_s']:.2f} s, {_mib(st['max_rss_mib'])} max RSS (batch {st['batch']}; "
-                f"{st['how']})")
-        if "depth" in sh:  # chapter 5's stand-in: what the real model's state alone needs
-            step += (f"; the model's depth {sh['depth']}. The real model's weights, gradients and "
-                     f"two Adam states in bf16 alone: {sh['params_real_model'] * 8 / 2**30:.0f} GiB "
-                     "(counted, not measured)")
+        model = sh.get("model", "").split(" (")[0] + (" (a stand-in: below)" if "depth" in sh else "")
+        model += f", {sh['heads']} heads" if "heads" in sh else ""
+        model += f", seq {sh['seq_len']}, vocab {sh['vocab']:,}"
+        extrapolated = " (extrapolated)" if st["how"].startswith("extrapolated") else ""
+        step = f"{st['step_s']:.2f} s, {_mib(st['max_rss_mib'])}{extrapolated}"
         hours = "–" if c["PROJECTION_gpu_hours"] is None else f"{c['PROJECTION_gpu_hours']:,.2f}"
-        cells = [f"{{doc}}`/chapters/{name}`", shape, _count(c["params"]), flops, step, hours,
-                 h200(name) or "not run"]
+        flops = "–" if c["flops"] is None else f"{c['flops']:.2e}"
+        cells = [f"{{doc}}`{name[:2]} </chapters/{name}>`", model, _count(c["params"]), flops, step,
+                 hours, h200(name) or "not run"]
         lines.append("| " + " | ".join(str(x).replace("|", "\\|") for x in cells) + " |")
-    return "\n".join(lines) + "\n"
+        note = (f"Chapter {name[:2]}: FLOPs: {c['flops_how']}; step: {st['how']} (its time, and the "
+                "max RSS of a fresh process)")
+        if "depth" in sh:  # chapter 5's stand-in: what the real model's state alone needs
+            note += (f". {sh['model']}: depth {sh['depth']}; the real model's weights, gradients "
+                     f"and two Adam states in bf16 alone: {sh['params_real_model'] * 8 / 2**30:.0f} GiB "
+                     "(counted, not measured)")
+        notes.append(note + ".")
+    return "\n".join(lines + [""] + [f"- {n}" for n in notes]) + "\n"
