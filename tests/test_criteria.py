@@ -310,3 +310,15 @@ def test_grpo_from_several_known_checkpoints():
     assert prl.grpo_from_known_checkpoints(pd.concat([ch2(flat), pd.DataFrame(pre)]), CH2).holds is False
     unknown = prl.grpo_from_known_checkpoints(ch2(runs), CH2)  # no checkpoint knows the chain
     assert unknown.holds is None
+
+
+def test_chapter4_decides_calibration_and_grpo_s_gain_by_intervals():
+    """P(long) 0.30 on 512 prompts is within 0.05 of p_cot = 0.25 but its interval [0.26, 0.34]
+    excludes it; a gain of 0.5 measured on 4 prompts (0.75 against 0.25) is no evidence."""
+    learned = dict(acc_greedy=1.0, len_mean_greedy=CH4.task.long_len)
+    long_ish = ch4({**SHORT_KNOWN, "frac_long_sample": 0.30}, learned, alone=0.05)
+    assert mu.mult_ntp_short(long_ish, CH4).holds is False
+    tiny = resolve(mu.MultiplicationConfig, preset="cpu", seeds=[0], eval_size=4)
+    half = ch4(SHORT_KNOWN, dict(acc_greedy=0.75, len_mean_greedy=CH4.task.long_len), alone=0.25)
+    assert mu.mult_grpo_learns(half, tiny).holds is False
+    assert mu.mult_grpo_learns(half, CH4).holds is True  # the same gain on 512 prompts
