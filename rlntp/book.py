@@ -210,6 +210,9 @@ def stop_on_signals() -> None:
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, stop)
+    # started in the background (`nohup ... &`), a process inherits SIGINT ignored, and so would
+    # the jobs it starts, which submitit cancels with SIGINT: they would outlive the runner
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -125,7 +126,10 @@ def test_sigterm_on_the_runner_stops_the_jobs_it_submitted(tmp_path):
                Resources(parallel=2))
     """)
     runner = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stderr=subprocess.PIPE,
-                              text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+                              text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+                              # started as `nohup ... &` starts it: SIGINT ignored, which its jobs
+                              # would inherit (submitit cancels them with SIGINT)
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     deadline, pids = time.time() + 60, []
     while len(pids) < 2 and time.time() < deadline and runner.poll() is None:
         time.sleep(0.5)
