@@ -91,6 +91,12 @@ def wilson(k: float, n: float, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, mid - half), min(1.0, mid + half)
 
 
+def interval_above(acc: float, n: int, level: float) -> bool:
+    """An accuracy ``acc`` measured on ``n`` prompts whose 95% Wilson interval lies above ``level``:
+    what the chapters call learned, and where the RL loop stops."""
+    return wilson(acc * n, n)[0] >= level
+
+
 def fmt(x: float | None, spec: str = ".2f") -> str:
     """A number for a claim's text ("n/a" when missing)."""
     return "n/a" if x is None or pd.isna(x) else format(x, spec)

@@ -46,7 +46,7 @@ class ForwardShapes:
     """Records the (B, T) of every call of ``model.forward`` while active (a forward pre-hook),
     so a step's FLOPs are counted from what the model really processed."""
 
-    def __init__(self, model: GPT) -> None:
+    def __init__(self, model: torch.nn.Module) -> None:
         self.model = model
         self.shapes: list[tuple[int, int]] = []
 
@@ -67,15 +67,15 @@ class ForwardShapes:
         return sum(train_flops(n, cfg.n_layer, cfg.n_embd, b, t) for b, t in self.shapes)
 
 
-class _Shapes(torch.nn.Module):
-    """Stands in for the GPT in :func:`rlntp.train.ntp_loss`: records the (B, T) of each forward."""
+class _Zeros(torch.nn.Module):
+    """Stands in for the GPT in :func:`rlntp.train.ntp_loss`: zero logits, no compute (only the
+    shapes it is given count)."""
 
     def __init__(self, vocab_size: int) -> None:
         super().__init__()
-        self.vocab_size, self.shapes = vocab_size, []
+        self.vocab_size = vocab_size
 
     def forward(self, idx: torch.Tensor) -> tuple[torch.Tensor, None]:
-        self.shapes.append(tuple(idx.shape))
         return torch.zeros(*idx.shape, self.vocab_size), None
 
 
@@ -85,12 +85,13 @@ def mean_step_flops(cfg: Any, task: Any, model: GPT, samples: int = 16) -> float
     ``samples`` batches drawn on the CPU."""
     from rlntp.train import ntp_loss
 
-    fake, gen = _Shapes(task.vocab_size), torch.Generator().manual_seed(12345)
-    for _ in range(samples):
-        b = task.sample_batch(cfg.pretrain_batch_size, gen)
-        ntp_loss(fake, b.tokens, b.target_mask, b.is_long if cfg.group_by_length else None)
+    fake, gen = _Zeros(task.vocab_size), torch.Generator().manual_seed(12345)
+    with ForwardShapes(fake) as rec:
+        for _ in range(samples):
+            b = task.sample_batch(cfg.pretrain_batch_size, gen)
+            ntp_loss(fake, b.tokens, b.target_mask, b.is_long if cfg.group_by_length else None)
     n, mc = nonembedding_params(model), model.cfg
-    return sum(train_flops(n, mc.n_layer, mc.n_embd, B, T) for B, T in fake.shapes) / samples
+    return sum(train_flops(n, mc.n_layer, mc.n_embd, B, T) for B, T in rec.shapes) / samples
 
 
 def rl_iter_flops_full_width(cfg: Any, task: Any, model: GPT) -> float:

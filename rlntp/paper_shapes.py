@@ -249,9 +249,8 @@ def step_cost(name: str) -> dict[str, Any]:
     want = preset_batch(name)
     if name not in PROBE_BATCHES:
         return {**probe(name, want), "how": f"measured at the preset's batch {want}"}
-    (b1, b2), = [PROBE_BATCHES[name]]
+    b1, b2 = PROBE_BATCHES[name]
     m1, m2 = probe(name, b1), probe(name, b2)
-
     rss = m1["max_rss_mib"] + (m2["max_rss_mib"] - m1["max_rss_mib"]) * (want - b1) / (b2 - b1)
     return {"batch": want, "step_s": round(m2["step_s"] * want / b2, 2), "max_rss_mib": round(rss),
             "how": f"extrapolated to the preset's batch {want}: memory linearly from batches {b1} "

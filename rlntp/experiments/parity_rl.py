@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from rlntp.chapter import Chapter, Done
-from rlntp.claims import Claim, Result, fmt, wilson
+from rlntp.claims import Claim, Result, fmt, interval_above, wilson
 from rlntp.config import TEMPERATURES, RLLoopPart, is_temperature, param, require, require_list
 from rlntp.experiments.parity_pretrain import CHAIN, CHANCE, LEARNED, TRANSFORMER, ParityBase, pooled
 from rlntp.experiments.runs import (
@@ -255,7 +255,7 @@ def grpo_from_known_checkpoints(df: pd.DataFrame, cfg: Any) -> Result:
 
 def learned_at(acc: float, n: int) -> bool:
     """One evaluation on ``n`` prompts: the 95% interval of its accuracy is above :data:`LEARNED`."""
-    return wilson(acc * n, n)[0] >= LEARNED
+    return interval_above(acc, n, LEARNED)
 
 
 def star_odds(df: pd.DataFrame, cfg: Any) -> tuple[float, float, float, int] | None:

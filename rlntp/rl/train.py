@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from rlntp.claims import wilson
+from rlntp.claims import interval_above
 from rlntp.config import RLLoopPart
 from rlntp.results import atomic_torch_save, resume
 from rlntp.rl import grpo, reinforce, star
@@ -121,8 +121,7 @@ def train_rl(model: torch.nn.Module, task: Task, cfg: RLLoopPart, *, method: str
         stats |= update(model, opt, ro, cfg, temperature, ref, gen)
         if it % plan.eval_every == 0 or it == plan.iters:
             m = {**evaluate(model, it), **stats}
-            learned = wilson(m["acc_greedy"] * n_eval, n_eval)[0] >= cfg.stop_acc
-            streak = streak + 1 if learned else 0
+            streak = streak + 1 if interval_above(m["acc_greedy"], n_eval, cfg.stop_acc) else 0
             stop = cfg.stop_after > 0 and streak >= cfg.stop_after and it < plan.iters
             history.append((it, it * plan.sequences_per_iter, {**m, "stopped": float(stop)}))
             state = {"model": model.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
