@@ -7,14 +7,15 @@
 
 Writes ``benchmarks/results.json`` (``--out``) and prints a table with the goals met or not:
 
-- ``gemm_peak_gflops``: fp32 ``torch.mm`` throughput at 1 thread and at all cores (best timing of
-  square sizes 512-2048): the physical reference.
+- ``gemm_peak_gflops``: ``torch.mm`` throughput per precision (float32, bfloat16) at 1 thread and
+  at all cores (best timing of square sizes 512-2048): the physical reference.
 - ``ntp_step_gflops`` / ``ntp_fraction_of_peak``: model FLOP/s of a next-token training step
   (``task.sample_batch``, :func:`rlntp.train.ntp_loss`, :func:`rlntp.train.optimizer_step`, as
-  :func:`rlntp.train.train_ntp` runs them) at the cpu preset of chapters 1, 2 and 4, FLOPs counted
-  by :mod:`flops` (``6 N B T + 12 n_layer n_embd B T^2``), over the gemm peak at ``--threads``;
-  with ``pretrain_floor_s``, the least time the chapter's pre-training runs could take at the gemm
-  peak of all cores (their FLOPs, counted at this step's shape, over that peak).
+  :func:`rlntp.train.train_ntp` runs them) at the cpu preset of chapters 1, 2 and 4, at the
+  precision of the chapter's matrix products on this machine (its ``matmuls``), FLOPs counted
+  by :mod:`flops` (``6 N B T + 12 n_layer n_embd B T^2``), over that precision's gemm peak at
+  ``--threads``; with ``pretrain_floor_s``, the least time the chapter's pre-training runs could
+  take at that peak on all cores (their FLOPs, counted at this step's shape, over that peak).
 - ``rl_iter_s`` / ``rl_iter_speedup_vs_trl``: median seconds of one GRPO iteration (8 prompts x 8
   responses, rollout + update) of ours (:mod:`rlntp.rl`) and of TRL's ``GRPOTrainer`` on the same
   model, task and settings (:mod:`trl_baseline`, whose ``DIFFERENCES`` go into the notes).
@@ -55,13 +56,13 @@ from rlntp.chapter import Chapter
 from rlntp.config import NTPPart
 from rlntp.experiments import chapters
 from rlntp.experiments.parity_rl import ParityRLConfig
-from rlntp.models.gpt import GPT, GPTConfig, generate
+from rlntp.experiments.runs import new_model
+from rlntp.models.gpt import generate
 from rlntp.models.hf_gpt2 import to_hf_gpt2
 from rlntp.params import resolve
 from rlntp.rl import grpo
 from rlntp.rl.rollout import rollout
 from rlntp.rl.train import train_rl
-from rlntp.task import Task
 from rlntp.train import make_optimizer, ntp_loss, optimizer_step, train_ntp
 
 HERE = Path(__file__).resolve().parent
@@ -91,35 +92,37 @@ def budget(mode: str) -> dict[str, Any]:
     }[mode]
 
 
-def fresh_model(cfg: Any, task: Task, seed: int = 0) -> GPT:
-    """The seeded initial GPT of a chapter config, on the CPU."""
-    seeds.init_model(seed)
-    return GPT(GPTConfig(task.vocab_size, task.seq_len, cfg.n_layer, cfg.n_head, cfg.n_embd))
-
-
 # ---------------------------------------------------------------------------------------------
 
 
+PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}  # of the gemm peaks
+
+
 def bench_gemm(threads: int, b: dict[str, Any]) -> Entry:
-    """Matmul peak at 1 thread, at all cores and at ``threads``."""
+    """Matmul peak per precision at 1 thread, at all cores and at ``threads``."""
     counts = sorted({1, cores(), threads})
     with Entry(threads) as e:
-        per = {t: gemm_peak_gflops(t, b["gemm_sizes"], b["gemm_s"]) for t in counts}
-        e.value = {str(t): best for t, (best, _) in per.items()}
-        e.details = {"unit": "GFLOP/s", "per_size": {str(t): sizes for t, (_, sizes) in per.items()},
-                     "how": "best time of torch.mm on n x n fp32 matrices, 2 n^3 FLOPs"}
+        per = {(p, t): gemm_peak_gflops(t, b["gemm_sizes"], b["gemm_s"], dtype)
+               for p, dtype in PRECISIONS.items() for t in counts}
+        e.value = {p: {str(t): per[p, t][0] for t in counts} for p in PRECISIONS}
+        e.details = {"unit": "GFLOP/s", "per_size": {p: {str(t): per[p, t][1] for t in counts}
+                                                     for p in PRECISIONS},
+                     "how": "best time of torch.mm on n x n matrices of the precision, 2 n^3 FLOPs"}
     return e
 
 
-def bench_ntp(chapter: str, threads: int, peak: float | None, peak_all_cores: float | None,
-              b: dict[str, Any]) -> Entry:
-    """GFLOP/s of train_ntp's step (batch, ntp_loss, optimizer_step) at the chapter's preset shape,
-    and ``pretrain_floor_s``: the chapter's pre-training FLOPs (its runs x iterations x this
-    step's FLOPs) over the gemm peak of all cores, the least time its pre-training can take here."""
+def bench_ntp(chapter: str, threads: int, gemm: dict[str, dict[str, float]], b: dict[str, Any]) -> Entry:
+    """GFLOP/s of train_ntp's step (batch, ntp_loss, optimizer_step) at the chapter's preset shape
+    and precision, over that precision's ``gemm`` peak, and ``pretrain_floor_s``: the chapter's
+    pre-training FLOPs (its runs x iterations x this step's FLOPs) over that peak on all cores,
+    the least time its pre-training can take here."""
     ch = ntp_chapters()[chapter]
     cfg = resolve(ch.config, preset=b["preset"], device="cpu")
+    precision = "bfloat16" if cfg.bf16_matmuls else "float32"
+    peaks = gemm.get(precision, {})
+    peak, peak_all_cores = peaks.get(str(threads)), peaks.get(str(cores()))
     (_, task, _), *_ = ch.stages(cfg)[0].jobs
-    model = fresh_model(cfg, task)
+    model = new_model(cfg, task, 0)
     opt = make_optimizer(model, cfg.pretrain_learning_rate, cfg)
     gen = seeds.generator("train_data", 0)
     flops: list[int] = []
@@ -139,7 +142,8 @@ def bench_ntp(chapter: str, threads: int, peak: float | None, peak_all_cores: fl
         per_step, runs = sum(timed) / len(timed), len(ch.stages(cfg)[0].jobs)
         e.value = round(gflops, 2)
         e.details = {
-            "unit": "GFLOP/s", "fraction_of_peak": round(gflops / peak, 3) if peak else None,
+            "unit": "GFLOP/s", "precision": precision,
+            "fraction_of_peak": round(gflops / peak, 3) if peak else None,
             "step_ms_median": round(1e3 * median(times), 2), "steps": len(times),
             "flops_per_step": round(per_step),
             "pretrain_runs": runs,
@@ -158,7 +162,7 @@ def bench_rl(threads: int, b: dict[str, Any], seed: int = 0) -> Entry:
     """One GRPO iteration, ours and TRL's, from the same fresh weights at chapter 2's settings."""
     cfg = resolve(ParityRLConfig, preset=b["preset"], device="cpu")
     task = cfg.task(cfg.p_cot)
-    start = fresh_model(cfg, task, seed)
+    start = new_model(cfg, task, seed)
     model = copy.deepcopy(start)
     opt = make_optimizer(model, cfg.learning_rate, cfg)
     ref = copy.deepcopy(model).eval() if cfg.beta > 0 else None
@@ -208,7 +212,7 @@ def bench_sampling(threads: int, b: dict[str, Any], seed: int = 0) -> Entry:
     hf_logging.set_verbosity_error()
     cfg = resolve(ParityRLConfig, preset=b["preset"], device="cpu")
     task = cfg.task(cfg.p_cot)
-    model = fresh_model(cfg, task, seed).eval()
+    model = new_model(cfg, task, seed).eval()
     hf = to_hf_gpt2(model).eval()
     x = task.sample_prompts(cfg.rl_batch, seeds.generator("rl_data", seed))
     width, temp = task.max_new_tokens, cfg.temperature
@@ -272,7 +276,7 @@ def bench_time_to_95(threads: int, b: dict[str, Any], cap_s: float, seed: int = 
 
     with Entry(threads) as e, tempfile.TemporaryDirectory(prefix="rlntp-t95-") as tmp:
         t0 = time.perf_counter()
-        model = fresh_model(cfg, task, seed)
+        model = new_model(cfg, task, seed)
         try:
             train_ntp(model, task, cfg, seed=seed, run_dir=Path(tmp) / "pretrain",
                       evaluate=checker("pretrain"), desc="time_to_95 pretrain")
@@ -392,16 +396,17 @@ def table(results: dict[str, Any]) -> str:
         return f"{g['target']}: " + {True: "met", False: "**not met**", None: "not measured"}[g["met"]]
 
     rows = [("metric", "value", "goal", "other load (cores)")]
-    if s["gemm_peak_gflops"]:
-        rows.append(("gemm_peak_gflops (threads: GFLOP/s)",
-                     ", ".join(f"{t}: {v:.0f}" for t, v in s["gemm_peak_gflops"].items()), "",
+    for precision, peaks in (s["gemm_peak_gflops"] or {}).items():
+        rows.append((f"gemm_peak_gflops {precision} (threads: GFLOP/s)",
+                     ", ".join(f"{t}: {v:.0f}" for t, v in peaks.items()), "",
                      _load(e["gemm_peak_gflops"])))
     for ch, v in (s["ntp_step_gflops"] or {}).items():
         en = e[f"ntp_step_gflops/{ch}"]
         sh = en["shape"]
         frac = en["fraction_of_peak"]
         rows.append((f"ntp_step_gflops {ch} ({sh['n_layer']}x{sh['n_embd']}, B={sh['batch']}, "
-                     f"T={sh['seq_len']})", f"{v:.1f} ({frac:.2f} of peak, {en['step_ms_median']:.1f} ms; "
+                     f"T={sh['seq_len']})", f"{v:.1f} ({frac:.2f} of the {en['precision']} peak, "
+                     f"{en['step_ms_median']:.1f} ms; "
                      f"pre-training floor {en['pretrain_floor_s']} s)" if frac is not None else f"{v:.1f}",
                      verdict("ntp_fraction_of_peak (chapter 1)") if ch == "01_parity_pretraining" else "",
                      _load(en)))
@@ -475,7 +480,7 @@ def run(mode: str, threads: int, only: tuple[str, ...], cap_s: float | None, boo
     if "ntp" in only:
         for ch in ntp_chapters():
             note(f"ntp_step_gflops/{ch}",
-                 bench_ntp(ch, threads, gemm.get(str(threads)), gemm.get(str(cores())), b))
+                 bench_ntp(ch, threads, gemm, b))
     if "rl" in only:
         note("rl_iter_s", bench_rl(threads, b, seed))
     if "sampling" in only:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 PRESET_NAMES = ("smoke", "cpu", "paper")
+MATMULS = ("float32", "bfloat16", "auto")  # ModelPart.matmuls
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -180,12 +181,16 @@ class ExperimentConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def key_values(self) -> dict[str, Any]:
+        """The field values :meth:`key` hashes (a part may resolve one, e.g. an 'auto')."""
+        return self.to_dict()
+
     def key(self, *exclude: str, only: Iterable[str] | None = None) -> str:
         """A short stable hash of the fields that change results (not out_dir/workers/device):
         all of them but ``exclude``, or ``only`` these."""
         skip = {"out_dir", "workers", "device", "preset", *exclude}
         keep = None if only is None else set(only)
-        d = {k: v for k, v in self.to_dict().items()
+        d = {k: v for k, v in self.key_values().items()
              if k not in skip and (keep is None or k in keep)}
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -241,11 +246,29 @@ class ModelPart:
     n_layer: int = param(2, "transformer blocks")
     n_head: int = param(2, "attention heads per block (a divisor of n_embd)")
     n_embd: int = param(64, "width of the residual stream")
+    matmuls: str = param("float32", f"precision of the blocks' matrix products, one of {MATMULS}: "
+                         "'bfloat16' keeps weights, logits and optimizer in float32; 'auto' is "
+                         "bfloat16 where the device has bf16 matrix units (CPUs with AMX, GPUs), "
+                         "float32 elsewhere")
 
     def check(self) -> None:
         require_at_least(self, 1, ("n_layer", "n_head", "n_embd"))
         require(self.n_embd % self.n_head == 0, "n_head", self.n_head,
                 f"a divisor of n_embd={self.n_embd}")
+        require(self.matmuls in MATMULS, "matmuls", self.matmuls, f"one of {MATMULS}")
+
+    @property
+    def bf16_matmuls(self) -> bool:
+        """``matmuls`` resolved on this machine ('auto' asks :func:`rlntp.models.gpt.native_bf16`)."""
+        if self.matmuls != "auto":
+            return self.matmuls == "bfloat16"
+        from rlntp.models.gpt import native_bf16
+
+        return native_bf16(self.torch_device)  # type: ignore[attr-defined]
+
+    def key_values(self) -> dict[str, Any]:
+        """Results depend on the precision used, not on the word 'auto'."""
+        return {**super().key_values(), "matmuls": "bfloat16" if self.bf16_matmuls else "float32"}  # type: ignore[misc]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -66,6 +66,7 @@ def test_gemm_gflops_is_positive_and_restores_threads():
     flops = load("flops")
     before = torch.get_num_threads()
     assert flops.gemm_gflops(threads=1, n=64, min_s=0.01) > 0
+    assert flops.gemm_gflops(threads=1, n=64, min_s=0.01, dtype=torch.bfloat16) > 0
     assert torch.get_num_threads() == before
 
 
@@ -93,9 +94,10 @@ def test_run_tiny_writes_the_results_schema(tmp_path):
     summary = results["summary"]
     assert set(summary["ntp_step_gflops"]) == set(load("run").ntp_chapters()) >= {
         "01_parity_pretraining", "02_parity_rl", "04_multiplication"}  # a new chapter is measured too
-    peak_all = summary["gemm_peak_gflops"][str(results["machine"]["cores"])]
     for name, ch in load("run").ntp_chapters().items():  # the floor: runs x iters x FLOPs / peak
         en, cfg = results["entries"][f"ntp_step_gflops/{name}"], resolve(ch.config, "smoke", device="cpu")
+        assert en["precision"] == ("bfloat16" if cfg.bf16_matmuls else "float32")  # its own peak
+        peak_all = summary["gemm_peak_gflops"][en["precision"]][str(results["machine"]["cores"])]
         assert en["pretrain_runs"] == len(ch.stages(cfg)[0].jobs) >= 1
         floor = en["pretrain_runs"] * cfg.pretrain_iters * en["flops_per_step"] / (peak_all * 1e9)
         assert abs(en["pretrain_floor_s"] - floor) <= 0.5 + 1e-3 * floor

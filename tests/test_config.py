@@ -46,6 +46,7 @@ def test_int_accepted_for_float_field():
         ({"device": "tpu"}, "device='tpu'"),
         ({"seeds": [1, 1]}, "distinct"),
         ({"dd": 3}, "unknown parameter 'dd'"),
+        ({"matmuls": "fp16"}, "matmuls='fp16'"),
     ],
 )
 def test_bad_parameters_name_the_parameter(params, message):
@@ -58,6 +59,17 @@ def test_key_ignores_output_location_but_not_results():
     b = resolve(ParityPretrainConfig, out_dir="/tmp/b", workers=1)
     c = resolve(ParityPretrainConfig, pretrain_learning_rate=2e-3)
     assert a.key() == b.key() != c.key()
+
+
+def test_matmuls_auto_is_keyed_by_the_precision_it_resolves_to(monkeypatch):
+    import rlntp.models.gpt as gpt
+
+    f32, bf16 = (resolve(ParityPretrainConfig, device="cpu", matmuls=m) for m in ("float32", "bfloat16"))
+    assert f32.key() != bf16.key() and not f32.bf16_matmuls and bf16.bf16_matmuls
+    for native, same in ((True, bf16), (False, f32)):  # 'auto' shares the cache of what it ran
+        monkeypatch.setattr(gpt, "native_bf16", lambda device, native=native: native)
+        auto = resolve(ParityPretrainConfig, device="cpu", matmuls="auto")
+        assert auto.bf16_matmuls is native and auto.key() == same.key()
 
 
 def test_describe_lists_every_field():

@@ -56,3 +56,19 @@ def test_generate_greedy_follows_argmax(model):
     resp, lengths = generate(model, prompts, 1, 0.0, eos=2)
     logits, _ = model(prompts)
     assert torch.equal(resp[:, 0], logits[:, -1].argmax(-1))
+
+
+def test_bf16_matmuls_keep_weights_logits_gradients_and_the_cache_in_float32(model):
+    """bf16 products (autocast) in the blocks only: the same weights give logits close to the
+    float32 model's, and everything a training step or the KV cache keeps stays float32."""
+    bf16 = GPT(GPTConfig(vocab_size=3, block_size=20, n_layer=2, n_head=2, n_embd=32, bf16_matmuls=True))
+    bf16.load_state_dict(model.state_dict())
+    x = torch.randint(0, 3, (4, 12))
+    logits, cache = bf16(x)
+    assert logits.dtype == torch.float32 and all(t.dtype == torch.float32 for kv in cache for t in kv)
+    ref, _ = model(x)
+    assert (logits - ref).abs().max() < 0.05 and not torch.equal(logits, ref)  # bf16 ran
+    logits.square().mean().backward()
+    assert all(p.dtype == p.grad.dtype == torch.float32 for p in bf16.parameters())
+    out, lengths = generate(bf16, x[:, :5], max_new_tokens=6, temperature=0.0, eos=2)
+    assert out.shape == (4, 6) and lengths.max() <= 6

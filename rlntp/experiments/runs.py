@@ -47,8 +47,8 @@ class RLConfig(RLLoopPart, PretrainConfig):
 def new_model(cfg: PretrainConfig, task: Task, seed: int) -> GPT:
     """A fresh GPT for ``task``, initialised from ``seed``, on the config's device."""
     seeds.init_model(seed)
-    return GPT(GPTConfig(task.vocab_size, task.seq_len, cfg.n_layer, cfg.n_head,
-                         cfg.n_embd)).to(cfg.torch_device)
+    return GPT(GPTConfig(task.vocab_size, task.seq_len, cfg.n_layer, cfg.n_head, cfg.n_embd,
+                         bf16_matmuls=cfg.bf16_matmuls)).to(cfg.torch_device)
 
 
 def pretrain_dir(cfg: PretrainConfig, task: Task, seed: int) -> Path:

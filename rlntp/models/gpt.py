@@ -1,12 +1,18 @@
 """A small GPT-2-style decoder (after nanoGPT): pre-LayerNorm blocks, learned positions,
 ``scaled_dot_product_attention``, and KV-cache generation (greedy or at any temperature).
 
+With ``bf16_matmuls`` the blocks' matrix products run in bfloat16 (autocast) while the weights,
+the residual stream, the logits and the optimizer stay float32; on a CPU the attention itself
+stays float32 too (its bf16 backward is an order of magnitude slower there). :func:`native_bf16`
+says where that is faster than float32.
+
 >>> model = GPT(GPTConfig(vocab_size=3, block_size=33, n_layer=2, n_head=2, n_embd=64))
 >>> out = generate(model, prompts, max_new_tokens=17, temperature=1.0, eos=2)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 
@@ -25,6 +31,7 @@ class GPTConfig:
     n_head: int = 2
     n_embd: int = 64
     dropout: float = 0.0
+    bf16_matmuls: bool = False  # the blocks' matrix products in bfloat16 (see the module doc)
 
     def __post_init__(self) -> None:
         if self.n_embd % self.n_head:
@@ -42,12 +49,16 @@ class SelfAttention(nn.Module):
                 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
+        cpu = x.device.type == "cpu"
+        if cpu:  # float32 attention (see the module doc); a no-op without bf16
+            q, k, v = q.float(), k.float(), v.float()
         if cache is not None:  # decoding: the new queries attend to everything cached
             k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
-        y = F.scaled_dot_product_attention(
-            q, k, v, is_causal=cache is None and T > 1,
-            dropout_p=self.dropout if self.training else 0.0,
-        )
+        with torch.autocast("cpu", enabled=False) if cpu else contextlib.nullcontext():
+            y = F.scaled_dot_product_attention(
+                q, k, v, is_causal=cache is None and T > 1,
+                dropout_p=self.dropout if self.training else 0.0,
+            )
         return self.proj(y.transpose(1, 2).reshape(B, T, C)), (k, v)
 
 
@@ -95,10 +106,21 @@ class GPT(nn.Module):
         pos = torch.arange(start, start + idx.shape[1], device=idx.device)
         x = self.tok_emb(idx) + self.pos_emb(pos)
         new_cache = []
-        for i, block in enumerate(self.blocks):
-            x, c = block(x, None if cache is None else cache[i])
-            new_cache.append(c)
+        with torch.autocast(idx.device.type, torch.bfloat16, enabled=self.cfg.bf16_matmuls):
+            for i, block in enumerate(self.blocks):  # the residual stream x stays float32
+                x, c = block(x, None if cache is None else cache[i])
+                new_cache.append(c)
         return self.head(self.ln_f(x)), new_cache
+
+
+def native_bf16(device: str) -> bool:
+    """Whether ``device`` has bfloat16 matrix units, where ``bf16_matmuls`` is faster than float32:
+    a GPU that supports bf16, or a CPU with AMX tiles (measured on a 2-core Xeon: a 2-layer
+    training step 1.3x faster). AVX-512-BF16 alone is not counted (not measured here)."""
+    if device.startswith("cuda"):
+        return torch.cuda.is_bf16_supported()
+    is_amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(is_amx and is_amx())
 
 
 @torch.no_grad()
