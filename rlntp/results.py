@@ -155,8 +155,11 @@ def write_run_info(cfg: Any, out_dir: str | Path, wall_time_s: float, **extra: A
     """Write ``config.json``: resolved config, versions, commit, device and wall time."""
     from rlntp import __version__
 
+    config = cfg.to_dict()
     info = {
-        "config": cfg.to_dict(),
+        "config": config,
+        # values this machine resolved ('auto' precision), as the cache keys see them
+        "resolved": {k: v for k, v in cfg.key_values().items() if v != config[k]},
         "config_class": type(cfg).__name__,
         "rlntp_version": __version__,
         "source_hash": source_hash(),
@@ -182,7 +185,8 @@ def provenance(config_json: str | Path) -> str:
     seeds = ", ".join(map(str, info["config"].get("seeds", []))) or "none"
     return (f"preset {info['config']['preset']} · seeds {seeds} · rlntp {info['rlntp_version']} · "
             f"commit {commit} · device {info['device']} ({info.get('device_name', 'unknown')}) · "
-            f"wall time {info['wall_time_s']:.0f} s · finished {info['finished_at']}")
+            + "".join(f"{k} {v} · " for k, v in info.get("resolved", {}).items())
+            + f"wall time {info['wall_time_s']:.0f} s · finished {info['finished_at']}")
 
 
 class CheckpointError(RuntimeError):

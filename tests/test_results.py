@@ -59,6 +59,17 @@ def test_run_info(tmp_path):
     assert info["config"]["d"] == cfg.d and info["wall_time_s"] == 12.35
     assert {"rlntp_version", "git_commit", "git_modified", "torch_version", "device", "device_name",
             "source_hash"} <= info.keys()
+    assert info["resolved"] == {}  # nothing 'auto' in it
+
+
+def test_run_info_and_provenance_say_what_an_auto_precision_ran_in(tmp_path):
+    from rlntp.results import provenance
+
+    cfg = resolve(ParityPretrainConfig, preset="smoke", out_dir=str(tmp_path), matmuls="auto")
+    line = provenance(write_run_info(cfg, tmp_path, 1.0))
+    ran = "bfloat16" if cfg.bf16_matmuls else "float32"
+    assert json.loads((tmp_path / "config.json").read_text())["resolved"] == {"matmuls": ran}
+    assert f"matmuls {ran}" in line
 
 
 def test_provenance_line_names_preset_seeds_version_commit_device_and_wall_time(tmp_path):
