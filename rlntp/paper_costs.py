@@ -56,28 +56,46 @@ def _gpt_flops(name: str, cfg: Any) -> tuple[float, str]:
                    "response width (upper bound); evaluations not counted")
 
 
-def _llm_flops(cfg: Any) -> tuple[float, str]:
-    from rlntp.paper_shapes import LLAMA_3B, PROMPT_TOKENS
+LLAMA_3B_PARAMS = 3_212_749_824  # meta-llama/Llama-3.2-3B, its tied head counted once
 
-    n, layers, width = 3_212_749_824, LLAMA_3B["num_hidden_layers"], LLAMA_3B["hidden_size"]
-    t = PROMPT_TOKENS + cfg.max_completion_length
 
-    def train(seqs: float) -> float:
-        return train_flops(n, layers, width, 1, t) * seqs
+def llm_sequence_flops(tokens: int, n: int = LLAMA_3B_PARAMS, layers: int | None = None,
+                       width: int | None = None) -> float:
+    """FLOPs of training on one sequence of ``tokens`` tokens (forward and backward; a forward
+    alone is a third) through a Llama of ``n`` parameters (default: Llama 3.2 3B's shapes)."""
+    from rlntp.paper_shapes import LLAMA_3B
 
-    total = 0.0
+    return train_flops(n, layers or LLAMA_3B["num_hidden_layers"], width or LLAMA_3B["hidden_size"],
+                       1, tokens)
+
+
+def llm_sequences(cfg: Any) -> dict[str, tuple[float, float]]:
+    """Chapter 5's preset ``cfg`` per part (``sft``, ``grpo``, ``control``, ``evaluations``):
+    the sequences it runs, every dataset and seed, on the public split sizes
+    (:data:`SPLIT_SIZES`), and what one costs in trained sequences (an evaluation's forward: 1/3;
+    GRPO's: its generation plus ``num_iterations`` updates)."""
+    weight = {"sft": 1.0, "grpo": 1 / 3 + cfg.num_iterations, "control": 1.0, "evaluations": 1 / 3}
+    seqs = dict.fromkeys(weight, 0.0)
     for dataset in cfg.datasets:
         n_train, n_test = SPLIT_SIZES[dataset]
-        rl_seqs = cfg.rl_iters * cfg.rl_batch
         evals = (len(cfg.sft_checkpoints) * n_test * (1 + cfg.sample_k)
                  + 2 * (cfg.rl_iters // cfg.eval_every + 1) * n_test)
-        total += len(cfg.seeds) * (train(cfg.sft_epochs * n_train)                   # SFT
-                                   + train(rl_seqs) * (1 / 3 + cfg.num_iterations)   # GRPO
-                                   + train(rl_seqs)                                  # control
-                                   + train(evals) / 3)                               # evaluations
-    return total, (f"Llama 3.2 3B ({n / 1e9:.2f}B parameters, tied head counted once), every "
-                   f"sequence {t} tokens (upper bound); SFT, GRPO, control and every evaluation on "
-                   f"GSM8K and MATH's public splits {SPLIT_SIZES}")
+        for part, n in (("sft", cfg.sft_epochs * n_train), ("grpo", cfg.branch_sequences),
+                        ("control", cfg.branch_sequences), ("evaluations", evals)):
+            seqs[part] += len(cfg.seeds) * n
+    return {part: (seqs[part], weight[part]) for part in weight}
+
+
+def llm_flops(cfg: Any) -> tuple[float, str]:
+    """FLOPs of chapter 5's preset ``cfg`` (:func:`llm_sequences`, every sequence
+    ``PROMPT_TOKENS + max_completion_length`` tokens) and how they were counted."""
+    from rlntp.paper_shapes import PROMPT_TOKENS
+
+    t = PROMPT_TOKENS + cfg.max_completion_length
+    total = sum(n * w for n, w in llm_sequences(cfg).values()) * llm_sequence_flops(t)
+    return total, (f"Llama 3.2 3B ({LLAMA_3B_PARAMS / 1e9:.2f}B parameters, tied head counted "
+                   f"once), every sequence {t} tokens (upper bound); SFT, GRPO, control and every "
+                   f"evaluation on GSM8K and MATH's public splits {SPLIT_SIZES}")
 
 
 def preset_flops(name: str) -> tuple[float | None, str]:
@@ -86,7 +104,7 @@ def preset_flops(name: str) -> tuple[float | None, str]:
     if name == "03_linear_theory":
         return None, "linear models on the CPU (the chapter runs in minutes there): no GPU needed"
     if name == "05_pretrained_lm":
-        return _llm_flops(cfg)
+        return llm_flops(cfg)
     return _gpt_flops(name, cfg)
 
 

@@ -124,14 +124,33 @@ def stand_in_llama(n_layer: int = STAND_IN_LAYERS, vocab_size: int = LLAMA_3B["v
     return LlamaForCausalLM(cfg).to(torch.bfloat16)
 
 
-def save_stand_in(folder: Path) -> Path:
-    """:func:`stand_in_llama` saved with SmolLM2's tokenizer (ids < 49,152 of the 128,256 the
-    embedding has; a sampled id above decodes to nothing) as a local model folder."""
+def save_stand_in(folder: Path, model: Any = None) -> Path:
+    """``model`` (default :func:`stand_in_llama`) saved with SmolLM2's tokenizer (ids < 49,152 of
+    the 128,256 the stand-in's embedding has; a sampled id above decodes to nothing) as a local
+    model folder."""
     from rlntp.llm.models import load_tokenizer
 
-    stand_in_llama().save_pretrained(folder)
+    (stand_in_llama() if model is None else model).save_pretrained(folder)
     load_tokenizer("smollm2-135m").save_pretrained(folder)
     return folder
+
+
+def stand_in_inputs(folder: Path, model: Any = None, sizes: dict[str, int] | None = None
+                    ) -> tuple[dict[str, str], str]:
+    """Chapter 5's parameters for a run without downloads, its files written under ``folder``:
+    ``model``, :func:`save_stand_in` of ``model``, and, when there is no data folder
+    (:func:`rlntp.data.math_text.data_root`), ``data_dir``, generated GSM8K-format records
+    (:func:`rlntp.data.sample_records.write_sample_data`, ``sizes`` per split); and where the data
+    comes from."""
+    from rlntp.data.math_text import data_root
+    from rlntp.data.sample_records import write_sample_data
+
+    params = {"model": str(save_stand_in(folder / "llama-3.2-3b-shaped", model))}
+    try:
+        return params, display_path(data_root())
+    except FileNotFoundError:  # a user's clone: GSM8K-format records of our own
+        params["data_dir"] = str(write_sample_data(folder / "data", sizes))
+        return params, "generated GSM8K-format records (rlntp.data.sample_records): no data folder"
 
 
 def gpt_task(cfg: Any) -> Any:
@@ -281,15 +300,8 @@ def chapter_log(name: str, out: Path, notebook: bool = True) -> dict[str, Any]:
         cut_config(name)  # the check of the cuts
         log = {"chapter": name, "cuts": CUTS[name], "runtime": RUNTIME}
         if name == "05_pretrained_lm":
-            from rlntp.data.math_text import data_root
-            from rlntp.data.sample_records import write_sample_data
-
-            params["model"] = str(save_stand_in(Path(tmp) / "llama-3.2-3b-shaped"))
-            try:
-                log["data"] = display_path(data_root())
-            except FileNotFoundError:  # a user's clone: GSM8K-format records of our own
-                params["data_dir"] = str(write_sample_data(Path(tmp) / "data"))
-                log["data"] = "generated GSM8K-format records (rlntp.data.sample_records): no data folder"
+            stand_in, log["data"] = stand_in_inputs(Path(tmp))
+            params |= stand_in
         cfg = resolve(chapters()[name].config, preset="paper", **params)
         log |= {"shapes": shapes(name, cfg), "step": step_cost(name), "memory": MEMORY}
         log["notebook"] = run_notebook(name, params, out)[1] if notebook else "not run (--no-notebooks)"

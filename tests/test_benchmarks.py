@@ -4,6 +4,7 @@
 import csv
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -165,6 +166,40 @@ def test_gpu_paper_tiny_runs_on_cpu(tmp_path, flag):
              "assert 'papermill' not in sys.modules and 'trl' not in sys.modules, 'imported'")
     proc = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_gpu_paper_tiny_runs_chapter_5_on_cpu(tmp_path):
+    """Chapter 5 through its own SFT and GRPO code on a random tiny Llama, offline, with the
+    generated records (the tests' RLNTP_DATA_DIR, never ../shared): timings, projection, rows."""
+    out = tmp_path / "gpu"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, str(BENCH / "gpu_paper.py"), "--tiny", "--chapters", "5",
+                           "--budget-s", "20", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300, cwd=REPO, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    chapter = "05_pretrained_lm"
+    assert "measured vs projected (05_pretrained_lm" in proc.stdout and "PROJECTION" in proc.stdout
+    assert sorted(p.name for p in (out / chapter).iterdir()) == ["config.json", "metrics.csv"]
+    with open(out / chapter / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert tuple(rows[0]) == METRIC_COLUMNS and {r["experiment"] for r in rows} == {"gsm8k"}
+    assert {("sft", "loss"), ("sft", "acc_greedy"), ("rl", "reward_mean"), ("rl", "len_mean_rollout")
+            } <= {(r["phase"], r["metric"]) for r in rows}
+    info = json.loads((out / chapter / "config.json").read_text())
+    assert {"device", "finished_at", "git_commit", "wall_time_s", "torch_version",
+            "transformers_version", "trl_version", "benchmark"} <= set(info)
+    assert info["config"]["preset"] == "smoke" and info["config"]["datasets"] == ["gsm8k"]
+    bench = info["benchmark"]
+    assert bench["status"] == "done" and bench["chapter"] == chapter
+    assert bench["shape"]["n_layer"] == 2 and bench["sft_steps_done"] == 3 and bench["rl_iters_done"] == 3
+    assert bench["sft_step_s"] > 0 and bench["rl_iter_s"] > 0 and bench["eval_batch_s"] > 0
+    assert bench["projected_sft_step_s"] > 0 and bench["projected_rl_iter_s"] > 0
+    assert len(bench["rl_len_mean_rollout"]) == 3  # the generated lengths, recorded
+    assert all(0 < x <= 8 for x in bench["rl_len_mean_rollout"])
+    projected = bench["PROJECTION_paper_preset_s"]
+    assert set(projected) == {"sft_s", "grpo_s", "control_s", "evaluations_s", "total_s"}
+    assert projected["total_s"] == sum(v for k, v in projected.items() if k != "total_s") > 0
+    assert bench["PROJECTION_paper_preset_gpu_hours_at_assumed_mfu_of_bf16_peak"] > 0
 
 
 def test_gpu_paper_probe_only_tiny(tmp_path):

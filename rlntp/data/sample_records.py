@@ -30,12 +30,13 @@ def math_record(rng: random.Random, i: int) -> dict[str, str]:
             "subject": "prealgebra", "unique_id": f"test/prealgebra/{i}.json"}
 
 
-def write_sample_data(root: Path) -> Path:
-    """``root/{gsm8k,math}/{,sample_}{train,test}.jsonl``; returns ``root``."""
+def write_sample_data(root: Path, sizes: dict[str, int] | None = None) -> Path:
+    """``root/{gsm8k,math}/{,sample_}{train,test}.jsonl`` with ``sizes`` records per split
+    (default :data:`SIZES`); returns ``root``."""
     rng = random.Random(0)
     for dataset in ("gsm8k", "math"):
         (root / dataset).mkdir(parents=True, exist_ok=True)
-        for split, n in SIZES.items():
+        for split, n in (sizes or SIZES).items():
             records = [gsm8k_record(rng) if dataset == "gsm8k" else math_record(rng, i) for i in range(n)]
             text = "".join(json.dumps(r) + "\n" for r in records)
             for prefix in ("", "sample_"):

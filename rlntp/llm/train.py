@@ -191,8 +191,8 @@ class _EvalAndStop(TrainerCallback):
 
 def grpo(model: PreTrainedModel, tok: PreTrainedTokenizerBase, train: list[dict[str, str]],
          test: list[dict[str, str]], s: TrainSettings, out_dir: Path, cfg: RLPart,
-         stop_flat: int = 0, loss_type: str = "dapo", evaluate_first: bool = True
-         ) -> dict[int, dict[str, float]]:
+         stop_flat: int = 0, loss_type: str = "dapo", evaluate_first: bool = True,
+         callbacks: tuple[TrainerCallback, ...] = ()) -> dict[int, dict[str, float]]:
     """GRPO with the correctness reward, ``cfg.rl_iters`` steps of ``cfg.prompts_per_iter``
     prompts x ``cfg.num_generations`` samples (``cfg.num_iterations`` updates per batch),
     stopped early after ``stop_flat`` steps in a row without reward variance (0: never).
@@ -205,6 +205,7 @@ def grpo(model: PreTrainedModel, tok: PreTrainedTokenizerBase, train: list[dict[
     got the same reward: no gradient from them), ``len_mean_rollout`` and
     ``frac_truncated_rollout`` (sampled completions cut at ``max_completion_length``); at the
     last step run, ``stopped_early`` (1.0 if the flat-reward rule stopped GRPO, else 0.0).
+    ``callbacks`` run before the evaluation's at each step's end.
     """
     args = GRPOConfig(
         **_common_args(s, out_dir, cfg.learning_rate), max_steps=cfg.rl_iters,
@@ -218,7 +219,7 @@ def grpo(model: PreTrainedModel, tok: PreTrainedTokenizerBase, train: list[dict[
     results = {0: evaluate(model, tok, test, s)} if evaluate_first else {}
     trainer = GRPOTrainer(model=model, reward_funcs=correctness_reward(s.dataset), args=args,
                           train_dataset=Dataset.from_list(train), processing_class=tok,
-                          callbacks=[callback])
+                          callbacks=[*callbacks, callback])
     _train(trainer)
     results.update(callback.results)
     for h in trainer.state.log_history:  # TRL logs every step
