@@ -118,7 +118,7 @@ def bench_ntp(chapter: str, threads: int, gemm: dict[str, dict[str, float]], b: 
     the least time its pre-training can take here."""
     ch = ntp_chapters()[chapter]
     cfg = resolve(ch.config, preset=b["preset"], device="cpu")
-    precision = "bfloat16" if cfg.bf16_matmuls else "float32"
+    precision = cfg.matmul_precision
     peaks = gemm.get(precision, {})
     peak, peak_all_cores = peaks.get(str(threads)), peaks.get(str(cores()))
     (_, task, _), *_ = ch.stages(cfg)[0].jobs

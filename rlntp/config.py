@@ -266,9 +266,14 @@ class ModelPart:
 
         return native_bf16(self.torch_device)  # type: ignore[attr-defined]
 
+    @property
+    def matmul_precision(self) -> str:
+        """``matmuls`` as this machine runs it: 'bfloat16' or 'float32'."""
+        return "bfloat16" if self.bf16_matmuls else "float32"
+
     def key_values(self) -> dict[str, Any]:
         """Results depend on the precision used, not on the word 'auto'."""
-        return {**super().key_values(), "matmuls": "bfloat16" if self.bf16_matmuls else "float32"}  # type: ignore[misc]
+        return {**super().key_values(), "matmuls": self.matmul_precision}  # type: ignore[misc]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -239,7 +239,7 @@ def setup_sentence(cfg: MultiplicationConfig) -> str:
             f"accuracy has been above {cfg.stop_acc:g} at {cfg.stop_after} evaluations in a row, and its "
             f"last value is carried forward in the figure. Every run is evaluated on the same "
             f"{cfg.eval_size} test problems of its seed, greedily and at temperature 1. The matrix "
-            f"products inside the blocks ran in {'bfloat16' if cfg.bf16_matmuls else 'float32'} "
+            f"products inside the blocks ran in {cfg.matmul_precision} "
             f"(matmuls = {cfg.matmuls!r}; weights, attention, logits and optimizer in float32).")
 
 

@@ -115,8 +115,8 @@ class GPT(nn.Module):
 
 def native_bf16(device: str) -> bool:
     """Whether ``device`` has bfloat16 matrix units, where ``bf16_matmuls`` is faster than float32:
-    a GPU that supports bf16, or a CPU with AMX tiles (measured on a 2-core Xeon: a 2-layer
-    training step 1.3x faster). AVX-512-BF16 alone is not counted (not measured here)."""
+    a GPU that supports bf16, or a CPU with AMX tiles (measured on a 2-core Xeon: chapter 4's
+    2-layer training step 1.4x faster). AVX-512-BF16 alone is not counted (not measured here)."""
     if device.startswith("cuda"):
         return torch.cuda.is_bf16_supported()
     is_amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
